@@ -1,0 +1,113 @@
+"""API Gateway (integrated response): routes, body decoding, and error → HTTP mapping.
+
+POST (any path but /tasks/…) creates a task; GET /tasks/{TaskId} reads one.
+Every answer is ``{"isBase64Encoded": false, "statusCode", "headers", "body"}``
+with a JSON body; error bodies never carry submitted values.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from typing import Any, Optional, Tuple
+
+from . import policy
+from .errors import (InvalidRequestError, MethodNotAllowedError, NotFoundError,
+                     PayloadTooLargeError, RedrawError, UpstreamError)
+
+_TASK_PATH = re.compile(r"/tasks/([^/]+)/?$")
+JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store"}
+
+
+def response(status: int, body: dict, headers: Optional[dict] = None) -> dict:
+    return {"isBase64Encoded": False, "statusCode": status,
+            "headers": {**JSON_HEADERS, **(headers or {})},
+            "body": json.dumps(body, ensure_ascii=False, separators=(",", ":"))}
+
+
+def route(event: dict) -> Tuple[str, Optional[str]]:
+    """``("create", None)`` or ``("status", task_id)``; raises MethodNotAllowedError."""
+    method = str(event.get("httpMethod") or "").upper()
+    context = event.get("requestContext") if isinstance(event.get("requestContext"), dict) else {}
+    path = event.get("path") if isinstance(event.get("path"), str) else str(context.get("path") or "")
+    params = event.get("pathParameters") if isinstance(event.get("pathParameters"), dict) else {}
+    match = _TASK_PATH.search(path)
+    task_id = params.get("TaskId") or params.get("taskId") or (match.group(1) if match else None)
+    if task_id is not None:
+        if method == "GET":
+            return "status", str(task_id)
+        raise MethodNotAllowedError(f"method {method[:16] or '(none)'} is not allowed on this path; use GET",
+                                    [{"field": "httpMethod", "problem": "allowed: GET"}])
+    if method == "POST":
+        return "create", None
+    raise MethodNotAllowedError(f"method {method[:16] or '(none)'} is not allowed on this path; use POST",
+                                [{"field": "httpMethod", "problem": "allowed: POST"}])
+
+
+def decode_body(event: dict, max_bytes: int) -> Any:
+    """The JSON body, checked for size before it is decoded or parsed."""
+    body = event.get("body")
+    flag = event.get("isBase64Encoded")
+    is_b64 = flag is True or (isinstance(flag, str) and flag.strip().lower() == "true")
+    if body is None or body == "":
+        raise InvalidRequestError("the request body is empty; send the redraw request as JSON",
+                                  [{"field": "(body)", "problem": "required"}])
+    if isinstance(body, (dict, list)):  # some test tools hand the body over already parsed
+        raw = json.dumps(body)
+        if len(raw.encode("utf-8")) > max_bytes:
+            raise _too_large(max_bytes)
+        return body
+    if not isinstance(body, str):
+        raise InvalidRequestError("the request body must be a string",
+                                  [{"field": "(body)", "problem": "must be a JSON string"}])
+    limit = math.ceil(max_bytes / 3) * 4 + 8 if is_b64 else max_bytes
+    if len(body) > limit or len(body.encode("utf-8")) > limit:
+        raise _too_large(max_bytes)
+    data: Any = body
+    if is_b64:
+        try:
+            data = base64.b64decode(body, validate=False)
+        except (binascii.Error, ValueError):
+            raise InvalidRequestError("the body is marked base64 but is not valid base64",
+                                      [{"field": "(body)", "problem": "invalid base64"}]) from None
+        if len(data) > max_bytes:
+            raise _too_large(max_bytes)
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequestError("the request body is not valid JSON",
+                                  [{"field": "(body)", "problem": "invalid JSON"}]) from None
+
+
+def _too_large(max_bytes: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(f"the request body is larger than {max_bytes} bytes",
+                                [{"field": "(body)", "problem": f"larger than {max_bytes} bytes"}])
+
+
+def error_response(exc: RedrawError, session_id: Optional[str] = None) -> dict:
+    """The one place a package error becomes an HTTP answer."""
+    headers: dict = {}
+    if isinstance(exc, PayloadTooLargeError):
+        status = 413
+    elif isinstance(exc, MethodNotAllowedError):
+        status = 405
+        headers["Allow"] = exc.fields[0]["problem"].split(": ", 1)[1] if exc.fields else "POST"
+    elif isinstance(exc, InvalidRequestError):
+        status = 400
+    elif isinstance(exc, NotFoundError):
+        status = 404
+    elif isinstance(exc, UpstreamError):
+        status = policy.http_status(policy.decide(exc.vod_code))
+        if status == 503:
+            headers["Retry-After"] = "1" if exc.vod_code.startswith("RequestLimitExceeded") else "5"
+    else:
+        status = 500
+    body: dict = {"error": exc.to_dict()}
+    if isinstance(exc, UpstreamError) and exc.request_id:
+        body["RequestId"] = exc.request_id
+        body["error"].pop("RequestId", None)
+    if session_id:
+        body["SessionId"] = session_id
+    return response(status, body, headers)

@@ -1,0 +1,869 @@
+"""Loopback emulator of the VOD API 3.0 endpoint for CreateAigcVideoRedrawTask.
+
+Standard library only; importing this module starts nothing.  Usage::
+
+    with VodEmulator(known_file_ids={"5285890781234567890"}) as emu:
+        profile = ClientProfile(httpProfile=HttpProfile(endpoint=emu.endpoint, protocol="http"))
+        client = CommonClient("vod", "2018-07-17", Credential(DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY),
+                              "ap-guangzhou", profile)
+        client.call_json("CreateAigcVideoRedrawTask", {...})
+
+or from a shell: ``python -m redraw.emulator --port 9000 --fault InternalError``.
+
+Behaviour follows the real endpoint: TC3-HMAC-SHA256 verification exactly as
+the Python SDK signs, the documented error codes, a sliding-window rate limit,
+SessionId deduplication and a time-driven task lifecycle for DescribeTaskDetail.
+Faults (error codes, HTTP 5xx, dropped connections, slow, malformed or empty
+answers) can be queued with :meth:`VodEmulator.inject` or drawn at random.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import datetime
+import hashlib
+import hmac
+import http.server
+import json
+import random
+import re
+import socket
+import socketserver
+import threading
+import time
+import uuid
+from urllib.parse import urlsplit
+
+__all__ = [
+    "DEFAULT_SECRET_ID",
+    "DEFAULT_SECRET_KEY",
+    "RANDOM_FAULTS",
+    "VodEmulator",
+    "main",
+]
+
+DEFAULT_SECRET_ID = "AKIDredrawEmulator"
+DEFAULT_SECRET_KEY = "redraw-emulator-secret-key"
+
+SERVICE = "vod"
+API_VERSION = "2018-07-17"
+CREATE_ACTION = "CreateAigcVideoRedrawTask"
+DESCRIBE_ACTION = "DescribeTaskDetail"
+ACTIONS = (CREATE_ACTION, DESCRIBE_ACTION)
+TASK_TYPE = "AigcVideoRedrawTask"
+SESSION_WINDOW = 3 * 24 * 3600.0
+ABORT_ERR_CODE = 70000
+ABORT_MESSAGE = "The source video could not be processed."
+OUTPUT_URL_BASE = "https://emulator.vod.invalid/aigc/"
+MAX_BODY = 8 * 1024 * 1024
+
+RANDOM_FAULTS = (
+    "InternalError",
+    "RequestLimitExceeded",
+    "http500",
+    "drop",
+    "drop_after_accept",
+    "malformed",
+    "slow:0.5",
+)
+_HTTP_FAULTS = {"http500": 500, "http502": 502, "http503": 503}
+_SPECIAL_FAULTS = frozenset({"drop", "drop_after_accept", "malformed", "empty"}) | frozenset(_HTTP_FAULTS)
+_ERROR_CODE_RE = re.compile(r"^[A-Z][A-Za-z0-9]*(\.[A-Z][A-Za-z0-9]*)*$")
+_SLOW_RE = re.compile(r"^slow:(\d+(\.\d*)?|\.\d+)$")
+_ISO8601_RE = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
+)
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_MALFORMED_BODY = b'{"Response": {"TaskId": '
+
+_ERROR_MESSAGES = {
+    "InternalError": "Internal error.",
+    "RequestLimitExceeded": "Your current request times exceeds the limit, please try again later.",
+    "FailedOperation": "Operation failed.",
+    "FailedOperation.InvalidVodUser": "The VOD service is not activated.",
+    "UnauthorizedOperation": "Unauthorized operation.",
+    "AuthFailure.SignatureFailure": (
+        "The provided credentials could not be validated. Please check your signature is correct."
+    ),
+    "AuthFailure.SignatureExpire": "Signature expired.",
+    "AuthFailure.SecretIdNotFound": "The SecretId is not found, please ensure that your SecretId is correct.",
+    "AuthFailure.TokenFailure": "Token verification failed.",
+    "AuthFailure.InvalidAuthorization": "Authorization is invalid.",
+}
+
+# Request schema of CreateAigcVideoRedrawTask: field -> type name, or a nested schema.
+_FILE_INFO_SCHEMA = {"Type": "str", "FileId": "str", "Url": "str"}
+_TASK_INFO_SCHEMA = {"Style": "str"}
+_OUTPUT_CONFIG_SCHEMA = {"StorageMode": "str", "MediaName": "str", "ClassId": "int", "ExpireTime": "str"}
+_CREATE_SCHEMA = {
+    "SubAppId": "int",
+    "FileInfo": _FILE_INFO_SCHEMA,
+    "TaskInfo": _TASK_INFO_SCHEMA,
+    "OutputConfig": _OUTPUT_CONFIG_SCHEMA,
+    "SessionId": "str",
+    "SessionContext": "str",
+    "TasksPriority": "int",
+    "ExtInfo": "str",
+}
+_DESCRIBE_SCHEMA = {"TaskId": "str", "SubAppId": "int"}
+
+
+class ApiError(Exception):
+    """An API error answered as HTTP 200 ``{"Response": {"Error": ...}}``."""
+
+    def __init__(self, code: str, message: str | None = None) -> None:
+        super().__init__(code)
+        self.code = code
+        self.message = message or _ERROR_MESSAGES.get(code) or code
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _type_ok(value, type_name: str) -> bool:
+    if type_name == "int":
+        return _is_int(value)
+    return isinstance(value, str)
+
+
+def _present(obj: dict, key: str) -> bool:
+    return obj.get(key) is not None
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _valid_iso8601(text: str) -> bool:
+    m = _ISO8601_RE.match(text)
+    if not m:
+        return False
+    tz = m.group(8)
+    if tz != "Z" and (int(tz[1:3]) > 23 or int(tz[4:6]) > 59):
+        return False
+    try:
+        datetime.datetime(*(int(m.group(i)) for i in range(1, 7)))
+    except ValueError:
+        return False
+    return True
+
+
+def _hmac_sha256(key: bytes, msg: str) -> bytes:
+    return hmac.new(key, msg.encode("utf-8"), hashlib.sha256).digest()
+
+
+def tc3_signature(secret_key: str, date: str, service: str, string_to_sign: str) -> str:
+    """TC3-HMAC-SHA256 signature, as ``tencentcloud.common.sign.Sign.sign_tc3``."""
+    k_date = _hmac_sha256(("TC3" + secret_key).encode("utf-8"), date)
+    k_service = _hmac_sha256(k_date, service)
+    k_signing = _hmac_sha256(k_service, "tc3_request")
+    return hmac.new(k_signing, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _parse_fault(fault: str) -> str:
+    if not isinstance(fault, str):
+        raise TypeError(f"fault must be a string, not {type(fault).__name__}")
+    if fault in _SPECIAL_FAULTS or _ERROR_CODE_RE.match(fault):
+        return fault
+    m = _SLOW_RE.match(fault)
+    if m:
+        return fault
+    raise ValueError(
+        f"unknown fault {fault!r}: use an error code (e.g. InternalError), http500/http502/http503, "
+        "drop, drop_after_accept, slow:SECONDS, malformed or empty"
+    )
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False
+
+    def __init__(self, address, handler, emulator: VodEmulator, family: int) -> None:
+        self.address_family = family
+        self.emulator = emulator
+        self._open: set = set()
+        self._open_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind does a reverse DNS lookup (socket.getfqdn): skip it.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = port
+
+    def process_request(self, request, client_address) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        self.emulator._count_connection()
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_open_connections(self) -> None:
+        with self._open_lock:
+            sockets = list(self._open)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def handle_error(self, request, client_address) -> None:  # no traceback noise on stderr
+        pass
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "VodEmulator/1.0"
+    sys_version = ""
+    timeout = 120  # idle keep-alive connections are closed after this many seconds
+    wbufsize = -1  # buffered: status line, headers and body leave in one segment (no Nagle stall)
+
+    def setup(self) -> None:
+        super().setup()
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+    def log_message(self, format, *args) -> None:  # silence request logging
+        pass
+
+    def _read_body(self) -> bytes | None:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks = []
+            total = 0
+            while True:
+                line = self.rfile.readline(65537)
+                try:
+                    size = int(line.split(b";", 1)[0].strip() or b"x", 16)
+                except ValueError:
+                    return None
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                total += size
+                if total > MAX_BODY:
+                    return None
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(65537)
+        length = self.headers.get("Content-Length")
+        if not length:
+            return b""
+        try:
+            n = int(length)
+        except ValueError:
+            return None
+        if n < 0 or n > MAX_BODY:
+            return None
+        return self.rfile.read(n)
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+
+    def _dispatch(self) -> None:
+        body = self._read_body()
+        if body is None:
+            self.close_connection = True
+            self._send(413, b"request body too large or unreadable\n", "text/plain")
+            return
+        reply = self.server.emulator._handle(self.command, self.path, self.headers, body)
+        if reply.delay > 0:
+            time.sleep(reply.delay)
+        if reply.drop:
+            self.close_connection = True
+            return
+        self._send(reply.status, reply.body, reply.content_type)
+
+    def do_POST(self) -> None:
+        try:
+            self._dispatch()
+        except OSError:  # includes timeouts and resets
+            self.close_connection = True
+
+    do_GET = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_POST
+
+
+class _Reply:
+    __slots__ = ("body", "content_type", "delay", "drop", "status")
+
+    def __init__(self, status=200, body=b"", content_type="application/json", drop=False, delay=0.0):
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+        self.drop = drop
+        self.delay = delay
+
+
+class VodEmulator:
+    """A threaded loopback HTTP server answering like ``vod.tencentcloudapi.com``.
+
+    ``latency``, ``rps``, ``fault_rate``, ``task_duration`` and ``max_skew`` are plain attributes that
+    may be changed while running.  ``tasks`` and ``calls`` return snapshots (a new dict/list on each
+    access, sharing the per-task dicts).
+    """
+
+    def __init__(
+        self,
+        *,
+        secret_id: str = DEFAULT_SECRET_ID,
+        secret_key: str = DEFAULT_SECRET_KEY,
+        token: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        rps: int | None = 20,
+        latency: float = 0.0,
+        sub_app_ids=None,
+        known_file_ids=None,
+        task_duration: float = 2.0,
+        fault_rate: float = 0.0,
+        fault_seed=None,
+        max_skew: float = 300,
+    ) -> None:
+        self.secret_id = secret_id
+        self._secret_key = secret_key
+        self.token = token
+        self.host = host
+        self._requested_port = port
+        self.rps = rps
+        self.latency = latency
+        self.sub_app_ids = None if sub_app_ids is None else {int(x) for x in sub_app_ids}
+        self.known_file_ids = set(known_file_ids or ())
+        self.task_duration = task_duration
+        self.fault_rate = fault_rate
+        self.fault_seed = fault_seed
+        self.max_skew = max_skew
+
+        self._lock = threading.Lock()
+        self._rng = random.Random(fault_seed)
+        self._faults: collections.deque = collections.deque()
+        self._tasks: dict = {}
+        self._calls: list = []
+        self._sessions: dict = {}
+        self._window: collections.deque = collections.deque()
+        self._connections = 0
+        self.rate_limit_hits = 0
+
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+        self.url = ""
+        self.endpoint = ""
+
+    def __repr__(self) -> str:  # never shows the secret key
+        return f"VodEmulator(url={self.url or None!r}, secret_id={self.secret_id!r})"
+
+    # ----------------------------------------------------------------- lifecycle
+    def start(self) -> VodEmulator:
+        if self._server is not None:
+            return self
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        server = _Server((self.host, self._requested_port), _Handler, self, family)
+        self._server = server
+        self.port = server.server_address[1]
+        shown = f"[{self.host}]" if family == socket.AF_INET6 else self.host
+        self.endpoint = f"{shown}:{self.port}"
+        self.url = f"http://{self.endpoint}"
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="vod-emulator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.close_open_connections()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------- test helpers
+    def inject(self, *faults: str) -> None:
+        """Queue faults; each CreateAigcVideoRedrawTask request (with a valid signature) consumes one."""
+        parsed = [_parse_fault(f) for f in faults]
+        with self._lock:
+            self._faults.extend(parsed)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    @property
+    def pending_faults(self) -> list:
+        with self._lock:
+            return list(self._faults)
+
+    @property
+    def tasks(self) -> dict:
+        with self._lock:
+            return dict(self._tasks)
+
+    @property
+    def task_count(self) -> int:
+        with self._lock:
+            return len(self._tasks)
+
+    @property
+    def calls(self) -> list:
+        with self._lock:
+            return list(self._calls)
+
+    @property
+    def connections(self) -> int:
+        with self._lock:
+            return self._connections
+
+    def reset(self) -> None:
+        with self._lock:
+            self._tasks.clear()
+            self._calls.clear()
+            self._sessions.clear()
+            self._faults.clear()
+            self._window.clear()
+            self._connections = 0
+            self.rate_limit_hits = 0
+            self._rng = random.Random(self.fault_seed)
+
+    def _count_connection(self) -> None:
+        with self._lock:
+            self._connections += 1
+
+    # --------------------------------------------------------- request handling
+    def _handle(self, method: str, path: str, headers, body: bytes) -> _Reply:
+        request_id = str(uuid.uuid4())
+        action = headers.get("X-TC-Action") or ""
+        try:
+            params = json.loads(body.decode("utf-8")) if body else None
+        except (UnicodeDecodeError, ValueError):
+            params = None
+        record = {"action": action, "params": params, "outcome": None, "time": time.time(),
+                  "request_id": request_id, "fault": None, "task_id": None}
+        with self._lock:
+            self._calls.append(record)
+
+        delay = 0.0
+        try:
+            fault = self._process_prelude(method, path, headers, body, action)
+            if fault is not None:
+                record["fault"] = fault
+                if fault.startswith("slow:"):
+                    delay += float(fault[5:])
+                elif fault == "drop":
+                    record["outcome"] = "drop"
+                    return _Reply(drop=True, delay=self.latency)
+                elif fault in _HTTP_FAULTS:
+                    record["outcome"] = fault
+                    status = _HTTP_FAULTS[fault]
+                    text = http.server.BaseHTTPRequestHandler.responses.get(status, ("Error",))[0]
+                    return _Reply(status, f"{status} {text}\n".encode(), "text/plain", delay=self.latency)
+                elif fault == "malformed":
+                    record["outcome"] = "malformed"
+                    return _Reply(body=_MALFORMED_BODY, delay=self.latency)
+                elif fault == "empty":
+                    record["outcome"] = "empty"
+                    return _Reply(body=b"", delay=self.latency)
+                elif fault != "drop_after_accept":
+                    raise ApiError(fault)
+            if action == CREATE_ACTION:
+                result = self._create(headers, body, request_id, record)
+            else:
+                result = self._describe(body)
+            outcome = "ok"
+        except ApiError as err:
+            result = {"Error": {"Code": err.code, "Message": err.message}}
+            outcome = err.code
+        if record["fault"] == "drop_after_accept":
+            record["outcome"] = "drop_after_accept"
+            return _Reply(drop=True, delay=self.latency + delay)
+        record["outcome"] = outcome
+        result["RequestId"] = request_id
+        payload = json.dumps({"Response": result}, ensure_ascii=False).encode("utf-8")
+        return _Reply(body=payload, delay=self.latency + delay)
+
+    def _process_prelude(self, method, path, headers, body, action) -> str | None:
+        """Protocol, signature, action and rate-limit checks; returns the fault to apply, if any."""
+        if method != "POST":
+            raise ApiError("UnsupportedProtocol", "The emulator only supports POST requests with a JSON body.")
+        split = urlsplit(path)
+        if split.path != "/":
+            raise ApiError("UnsupportedProtocol", "The request path must be '/'.")
+        self._verify_signature(headers, body, split.query)
+        if action not in ACTIONS:
+            raise ApiError("InvalidAction", f"The action `{action}` is not supported by this emulator.")
+        version = headers.get("X-TC-Version") or ""
+        if version != API_VERSION:
+            raise ApiError("NoSuchVersion", f"The API version `{version}` does not exist.")
+        ctype = (headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+        if ctype != "application/json":
+            raise ApiError("InvalidParameter", "Content-Type must be application/json.")
+        if action != CREATE_ACTION:
+            return None
+        with self._lock:
+            if self.rps:
+                now = time.monotonic()
+                while self._window and now - self._window[0] >= 1.0:
+                    self._window.popleft()
+                if len(self._window) >= self.rps:
+                    self.rate_limit_hits += 1
+                    raise ApiError("RequestLimitExceeded")
+                self._window.append(now)
+            if self._faults:
+                return self._faults.popleft()
+            if self.fault_rate and self._rng.random() < self.fault_rate:
+                return self._rng.choice(RANDOM_FAULTS)
+        return None
+
+    def _verify_signature(self, headers, body: bytes, query: str) -> None:
+        auth = headers.get("Authorization")
+        if not auth:
+            raise ApiError("AuthFailure.SignatureFailure", "The Authorization header is missing.")
+        algorithm, _, rest = auth.strip().partition(" ")
+        if algorithm != "TC3-HMAC-SHA256":
+            raise ApiError("AuthFailure.InvalidAuthorization",
+                           "Authorization must use the TC3-HMAC-SHA256 algorithm.")
+        fields = {}
+        for part in rest.split(","):
+            key, sep, value = part.strip().partition("=")
+            if sep:
+                fields[key] = value.strip()
+        credential = fields.get("Credential", "").split("/")
+        signed_headers = fields.get("SignedHeaders", "")
+        signature = fields.get("Signature", "")
+        if len(credential) != 4 or credential[3] != "tc3_request" or not signed_headers or not signature:
+            raise ApiError("AuthFailure.InvalidAuthorization",
+                           "Authorization must carry Credential, SignedHeaders and Signature.")
+        secret_id, date, service, _ = credential
+        if secret_id != self.secret_id:
+            raise ApiError("AuthFailure.SecretIdNotFound")
+        timestamp = headers.get("X-TC-Timestamp") or ""
+        try:
+            ts = int(timestamp)
+        except ValueError:
+            raise ApiError("AuthFailure.SignatureExpire", "X-TC-Timestamp is missing or not an integer.") from None
+        now = int(time.time())
+        if self.max_skew is not None and abs(now - ts) > self.max_skew:
+            raise ApiError(
+                "AuthFailure.SignatureExpire",
+                f"Signature expired. Timestamp {ts}, server time {now}, allowed skew {self.max_skew}s.",
+            )
+        if not _DATE_RE.match(date) or date != time.strftime("%Y-%m-%d", time.gmtime(ts)):
+            raise ApiError("AuthFailure.SignatureFailure",
+                           "The credential date does not match the UTC date of X-TC-Timestamp.")
+        if service != SERVICE:
+            raise ApiError("AuthFailure.SignatureFailure", f"The credential service must be `{SERVICE}`.")
+        names = signed_headers.split(";")
+        if "content-type" not in names or "host" not in names or names != sorted(set(names)):
+            raise ApiError("AuthFailure.SignatureFailure",
+                           "SignedHeaders must be sorted and include content-type and host.")
+        values = []
+        for name in names:
+            value = headers.get(name)
+            if value is None:
+                raise ApiError("AuthFailure.SignatureFailure", f"The signed header `{name}` is missing.")
+            values.append(value.strip())
+        if headers.get("X-TC-Content-SHA256") == "UNSIGNED-PAYLOAD":
+            payload_hash = hashlib.sha256(b"UNSIGNED-PAYLOAD").hexdigest()
+        else:
+            payload_hash = hashlib.sha256(body).hexdigest()
+        # The SDK signs raw header values; the API documentation lower-cases them. Accept either.
+        candidates = {tuple(values), tuple(v.lower() for v in values)}
+        scope = f"{date}/{service}/tc3_request"
+        ok = False
+        for vals in candidates:
+            canonical_headers = "".join(f"{n}:{v}\n" for n, v in zip(names, vals))
+            canonical_request = f"POST\n/\n{query}\n{canonical_headers}\n{signed_headers}\n{payload_hash}"
+            string_to_sign = "\n".join([
+                "TC3-HMAC-SHA256", timestamp, scope,
+                hashlib.sha256(canonical_request.encode("utf-8")).hexdigest(),
+            ])
+            expected = tc3_signature(self._secret_key, date, service, string_to_sign)
+            ok |= hmac.compare_digest(expected.encode(), signature.lower().encode("utf-8", "replace"))
+        if not ok:
+            raise ApiError("AuthFailure.SignatureFailure")
+        if self.token is not None:
+            sent = headers.get("X-TC-Token")
+            if sent is None or not hmac.compare_digest(sent.encode(), self.token.encode()):
+                raise ApiError("AuthFailure.TokenFailure")
+
+    @staticmethod
+    def _load_params(body: bytes) -> dict:
+        try:
+            params = json.loads(body.decode("utf-8")) if body else {}
+        except (UnicodeDecodeError, ValueError):
+            raise ApiError("InvalidParameter", "The request body is not valid JSON.") from None
+        if not isinstance(params, dict):
+            raise ApiError("InvalidParameter", "The request body must be a JSON object.")
+        return params
+
+    @staticmethod
+    def _check_schema(params: dict, schema: dict, prefix: str = "") -> None:
+        """Unknown fields first (anywhere), then JSON types; nulls count as absent."""
+        for key in params:
+            if key not in schema:
+                raise ApiError("UnknownParameter", f"The parameter `{prefix}{key}` is not recognized.")
+        for key, spec in schema.items():
+            value = params.get(key)
+            if value is None:
+                continue
+            if isinstance(spec, dict):
+                if not isinstance(value, dict):
+                    raise ApiError("InvalidParameter", f"The parameter `{prefix}{key}` must be an object.")
+                VodEmulator._check_schema(value, spec, f"{prefix}{key}.")
+            elif not _type_ok(value, spec):
+                if prefix == "" and key == "SubAppId":
+                    raise ApiError("InvalidParameterValue.SubAppId", "SubAppId must be an integer.")
+                kind = "an integer" if spec == "int" else "a string"
+                raise ApiError("InvalidParameter", f"The parameter `{prefix}{key}` must be {kind}.")
+
+    def _check_sub_app_id(self, sub_app_id) -> None:
+        if not _is_int(sub_app_id) or sub_app_id <= 0 or (
+            self.sub_app_ids is not None and sub_app_id not in self.sub_app_ids
+        ):
+            raise ApiError("InvalidParameterValue.SubAppId", "Incorrect parameter value: application id.")
+
+    def _create(self, headers, body: bytes, request_id: str, record: dict) -> dict:
+        params = self._load_params(body)
+        self._check_schema(params, _CREATE_SCHEMA)
+        if not _present(params, "SubAppId"):
+            raise ApiError("MissingParameter", "The parameter `SubAppId` is missing.")
+        sub_app_id = params["SubAppId"]
+        self._check_sub_app_id(sub_app_id)
+        if not _present(params, "FileInfo"):
+            raise ApiError("MissingParameter", "The parameter `FileInfo` is missing.")
+        file_info = params["FileInfo"]
+        ftype = file_info.get("Type")
+        if ftype is None:
+            raise ApiError("MissingParameter", "The parameter `FileInfo.Type` is missing.")
+        if ftype not in ("File", "Url"):
+            raise ApiError("InvalidParameterValue", "FileInfo.Type must be File or Url.")
+        if ftype == "Url":
+            url = file_info.get("Url")
+            if url is None:
+                raise ApiError("MissingParameter", "The parameter `FileInfo.Url` is missing.")
+            if not url.startswith(("http://", "https://")) or len(url) <= len("https://"):
+                raise ApiError("InvalidParameterValue", "FileInfo.Url must be an http:// or https:// URL.")
+        else:
+            if not file_info.get("FileId"):
+                raise ApiError("MissingParameter", "The parameter `FileInfo.FileId` is missing.")
+        style = (params.get("TaskInfo") or {}).get("Style")
+        if style is not None and len(style) > 50:
+            raise ApiError("InvalidParameterValue", "TaskInfo.Style must be at most 50 characters.")
+        output = params.get("OutputConfig") or {}
+        storage_mode = output.get("StorageMode")
+        if storage_mode is not None and storage_mode not in ("Permanent", "Temporary"):
+            raise ApiError("InvalidParameterValue", "OutputConfig.StorageMode must be Permanent or Temporary.")
+        media_name = output.get("MediaName")
+        if media_name is not None and len(media_name) > 64:
+            raise ApiError("InvalidParameterValue", "OutputConfig.MediaName must be at most 64 characters.")
+        expire = output.get("ExpireTime")
+        if expire is not None and not _valid_iso8601(expire):
+            raise ApiError("InvalidParameterValue", "OutputConfig.ExpireTime must be an ISO 8601 date-time.")
+        priority = params.get("TasksPriority")
+        if priority is not None and not -10 <= priority <= 10:
+            raise ApiError("InvalidParameterValue", "TasksPriority must be between -10 and 10.")
+        session_id = params.get("SessionId") or ""
+        if len(session_id) > 50:
+            raise ApiError("InvalidParameterValue.SessionIdTooLong", "SessionId is too long.")
+        session_context = params.get("SessionContext") or ""
+        if len(session_context) > 1000:
+            raise ApiError("InvalidParameterValue.SessionContextTooLong", "SessionContext is too long.")
+        if ftype == "File" and file_info["FileId"] not in self.known_file_ids:
+            raise ApiError("InvalidParameterValue.FileId", "The FileId does not exist.")
+
+        task_id = f"{sub_app_id}-{TASK_TYPE}-{uuid.uuid4().hex}"
+        source = file_info.get("Url") if ftype == "Url" else file_info.get("FileId")
+        now = time.time()
+        task = {
+            "TaskId": task_id,
+            "SubAppId": sub_app_id,
+            "params": copy.deepcopy(params),
+            "created": now,
+            "SessionId": session_id,
+            "SessionContext": session_context,
+            "RequestId": request_id,
+            "abort": "abort" in (source or "").lower(),
+        }
+        with self._lock:
+            if session_id:
+                for sid, seen in list(self._sessions.items()):
+                    if now - seen > SESSION_WINDOW:
+                        del self._sessions[sid]
+                if session_id in self._sessions:
+                    raise ApiError("InvalidParameterValue.SessionId",
+                                   "A request with the same SessionId was made within the last three days.")
+                self._sessions[session_id] = now
+            self._tasks[task_id] = task
+        record["task_id"] = task_id
+        return {"TaskId": task_id}
+
+    def _describe(self, body: bytes) -> dict:
+        params = self._load_params(body)
+        self._check_schema(params, _DESCRIBE_SCHEMA)
+        if not params.get("TaskId"):
+            raise ApiError("MissingParameter", "The parameter `TaskId` is missing.")
+        sub_app_id = params.get("SubAppId")
+        if sub_app_id is not None:
+            self._check_sub_app_id(sub_app_id)
+        with self._lock:
+            task = self._tasks.get(params["TaskId"])
+        if task is None or (sub_app_id is not None and sub_app_id != task["SubAppId"]):
+            raise ApiError("InvalidParameterValue.TaskId", "TaskId does not exist")
+        return self.task_detail(task)
+
+    def task_detail(self, task: dict, now: float | None = None) -> dict:
+        """The DescribeTaskDetail Response (without RequestId) for a stored task at time ``now``."""
+        now = time.time() if now is None else now
+        duration = max(float(self.task_duration or 0.0), 0.0)
+        created = task["created"]
+        elapsed = now - created
+        begin = created + 0.1 * duration
+        if elapsed >= duration:
+            status = "ABORTED" if task["abort"] else "FINISH"
+        elif elapsed < 0.1 * duration:
+            status = "WAITING"
+        else:
+            status = "PROCESSING"
+        params = task["params"]
+        output_config = params.get("OutputConfig") or {}
+        if status == "FINISH":
+            progress = 100
+        elif status == "PROCESSING":
+            progress = max(0, min(99, int((elapsed - 0.1 * duration) / (0.9 * duration) * 100)))
+        else:
+            progress = 0
+        redraw = {
+            "TaskId": task["TaskId"],
+            "Status": status,
+            "ErrCode": ABORT_ERR_CODE if status == "ABORTED" else 0,
+            "ErrCodeExt": "FailedOperation.SourceFileError" if status == "ABORTED" else "",
+            "Message": ABORT_MESSAGE if status == "ABORTED" else ("SUCCESS" if status == "FINISH" else ""),
+            "Progress": progress,
+            "Input": {
+                "FileInfo": copy.deepcopy(params.get("FileInfo")),
+                "TaskInfo": copy.deepcopy(params.get("TaskInfo")),
+                "OutputConfig": copy.deepcopy(params.get("OutputConfig")),
+            },
+            "Output": None,
+            "SessionId": task["SessionId"],
+            "SessionContext": task["SessionContext"],
+        }
+        if status == "FINISH":
+            storage_mode = output_config.get("StorageMode") or "Temporary"
+            digest = int(hashlib.sha256(task["TaskId"].encode()).hexdigest()[:15], 16) % 10**12
+            redraw["Output"] = {
+                "FileInfo": {
+                    "StorageMode": storage_mode,
+                    "MediaName": output_config.get("MediaName") or "",
+                    "ClassId": output_config.get("ClassId") or 0,
+                    "ExpireTime": output_config.get("ExpireTime") or "",
+                    "FileType": "mp4",
+                    "FileUrl": f"{OUTPUT_URL_BASE}{task['TaskId']}.mp4",
+                    "FileId": f"5285890{digest:012d}" if storage_mode == "Permanent" else "",
+                }
+            }
+        final = status in ("FINISH", "ABORTED")
+        return {
+            "TaskType": TASK_TYPE,
+            "Status": status,
+            "CreateTime": _iso(created),
+            "BeginProcessTime": _iso(begin) if status != "WAITING" else "",
+            "FinishTime": _iso(created + duration) if final else "",
+            TASK_TYPE: redraw,
+        }
+
+
+def main(argv=None) -> int:
+    import argparse
+    import os
+    import signal
+
+    parser = argparse.ArgumentParser(
+        prog="python -m redraw.emulator",
+        description="Loopback emulator of the VOD API (CreateAigcVideoRedrawTask, DescribeTaskDetail).",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9000, help="0 picks a free port (default 9000)")
+    parser.add_argument("--secret-id", default=DEFAULT_SECRET_ID)
+    parser.add_argument("--secret-key", default=None,
+                        help="secret key (visible in the process list; prefer --secret-key-env)")
+    parser.add_argument("--secret-key-env", default="VOD_EMULATOR_SECRET_KEY", metavar="VAR",
+                        help="environment variable holding the secret key (default: the built-in key)")
+    parser.add_argument("--token", default=None, help="require this X-TC-Token")
+    parser.add_argument("--rps", type=int, default=20, help="CreateAigcVideoRedrawTask limit per second; 0 = off")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
+    parser.add_argument("--sub-app-id", type=int, action="append", dest="sub_app_ids",
+                        help="allowed SubAppId (repeatable; default any positive)")
+    parser.add_argument("--file-id", action="append", dest="file_ids", default=[],
+                        help="a FileId that exists (repeatable)")
+    parser.add_argument("--task-duration", type=float, default=2.0)
+    parser.add_argument("--fault", action="append", default=[],
+                        help="queue a fault for the next CreateAigcVideoRedrawTask (repeatable)")
+    parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument("--fault-seed", type=int, default=None)
+    parser.add_argument("--max-skew", type=float, default=300)
+    args = parser.parse_args(argv)
+
+    emulator = VodEmulator(
+        secret_id=args.secret_id,
+        secret_key=args.secret_key or os.environ.get(args.secret_key_env) or DEFAULT_SECRET_KEY,
+        token=args.token,
+        host=args.host,
+        port=args.port,
+        rps=args.rps,
+        latency=args.latency,
+        sub_app_ids=args.sub_app_ids,
+        known_file_ids=args.file_ids,
+        task_duration=args.task_duration,
+        fault_rate=args.fault_rate,
+        fault_seed=args.fault_seed,
+        max_skew=args.max_skew,
+    )
+    try:
+        emulator.inject(*args.fault)
+    except ValueError as exc:
+        parser.error(str(exc))
+    stop = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    emulator.start()
+    print(f"VOD emulator listening on {emulator.url} (secret id {emulator.secret_id})", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emulator.stop()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

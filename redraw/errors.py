@@ -1,0 +1,105 @@
+"""The package's exceptions: one root, a few specific kinds.
+
+Messages name fields and variables, never the values submitted or configured,
+so an exception can be logged or returned as it is.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Optional, Sequence
+
+
+class RedrawError(Exception):
+    """Root of every error this package raises on purpose."""
+
+    #: Short machine-readable code used in logs and HTTP error bodies.
+    code = "RedrawError"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict:
+        return {"code": self.code, "message": self.message}
+
+
+class ConfigError(RedrawError):
+    """The function's environment variables are missing or invalid."""
+
+    code = "ConfigurationError"
+
+
+class InvalidEventError(RedrawError):
+    """The event is not one this function understands."""
+
+    code = "InvalidEvent"
+
+
+class InvalidRequestError(RedrawError):
+    """A redraw request failed validation; ``fields`` names each bad field."""
+
+    code = "InvalidRequest"
+
+    def __init__(self, message: str, fields: Optional[Sequence[dict]] = None) -> None:
+        super().__init__(message)
+        self.fields = list(fields or [])
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        if self.fields:
+            out["fields"] = self.fields
+        return out
+
+
+class PayloadTooLargeError(InvalidRequestError):
+    """The HTTP body is larger than the configured limit."""
+
+    code = "PayloadTooLarge"
+
+
+class MethodNotAllowedError(InvalidRequestError):
+    """The HTTP method/path pair is not served."""
+
+    code = "MethodNotAllowed"
+
+
+class NotFoundError(RedrawError):
+    """The requested resource (a task) does not exist."""
+
+    code = "NotFound"
+
+
+class UpstreamError(RedrawError):
+    """VOD (or the way to it) failed; ``decision`` says what to do about it."""
+
+    code = "UpstreamError"
+
+    def __init__(self, vod_code: str, message: str, *, decision: str,
+                 request_id: Optional[str] = None, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.vod_code = vod_code
+        self.decision = decision
+        self.request_id = request_id
+        self.attempts = attempts
+
+    def to_dict(self) -> dict:
+        out = {"code": self.vod_code, "message": self.message}
+        if self.request_id:
+            out["RequestId"] = self.request_id
+        return out
+
+
+class RetryableFailuresError(RedrawError):
+    """Some records of a batch still need a retry: raised so the platform redelivers.
+
+    Redelivery is safe: records already submitted come back as ``duplicate``
+    because their SessionId is derived from the upload itself.
+    """
+
+    code = "RetryableFailures"
+
+    def __init__(self, failures: Iterable[dict]) -> None:
+        self.failures = list(failures)
+        keys = ", ".join(repr(f.get("key")) for f in self.failures[:10])
+        more = "" if len(self.failures) <= 10 else f" and {len(self.failures) - 10} more"
+        super().__init__(
+            f"{len(self.failures)} record(s) not submitted yet, retry the event: {keys}{more}")

@@ -1,0 +1,109 @@
+"""structlog set up once: JSON lines on stdout, secrets removed from every line.
+
+Pipeline: merge_contextvars → level filter → add level/timestamp → exception
+formatting → redaction → JSONRenderer. Redaction runs after exceptions are
+rendered, so a traceback cannot carry a secret out either.
+"""
+from __future__ import annotations
+
+import re
+import sys
+import threading
+from typing import Any, Iterable
+
+import structlog
+
+REDACTED = "[REDACTED]"
+
+#: Keys whose values are secrets, matched case-insensitively anywhere in the key.
+_SECRET_KEY_RE = re.compile(
+    r"secret|token|authorization|signature|password|passwd|credential|cookie|"
+    r"^sign$|^x-cos-security|q-sign|private[-_]?key|api[-_]?key",
+    re.IGNORECASE)
+#: Secret-shaped fragments inside free text (signed URLs, auth headers).
+_SECRET_TEXT_RE = re.compile(
+    r"(q-signature=|q-key-time=|x-cos-security-token=|Signature=|q-ak=|X-TC-Token[\"']?\s*[:=]\s*[\"']?)"
+    r"[^&\s\"',;]+",
+    re.IGNORECASE)
+_NAMES = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
+_write_lock = threading.Lock()
+
+
+class _Redactor:
+    """Processor removing secrets by key name and by value."""
+
+    def __init__(self) -> None:
+        self.values: tuple = ()
+
+    def _scrub(self, value: Any, depth: int = 0) -> Any:
+        if depth > 20:
+            return "[TRUNCATED]"
+        if isinstance(value, str):
+            for secret in self.values:
+                if secret in value:
+                    value = value.replace(secret, REDACTED)
+            return _SECRET_TEXT_RE.sub(lambda m: m.group(1) + REDACTED, value)
+        if isinstance(value, dict):
+            return {k: (REDACTED if isinstance(k, str) and _SECRET_KEY_RE.search(k) else
+                        self._scrub(v, depth + 1)) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self._scrub(v, depth + 1) for v in value]
+        if isinstance(value, (int, float, bool)) or value is None:
+            return value
+        return self._scrub(str(value), depth + 1)
+
+    def __call__(self, logger: Any, method: str, event_dict: dict) -> dict:
+        return self._scrub(event_dict)
+
+
+redactor = _Redactor()
+
+
+def redact(value: Any) -> Any:
+    """Scrub a value the same way log lines are scrubbed."""
+    return redactor._scrub(value)
+
+
+class _StdoutLogger:
+    """Writes whole lines to the *current* sys.stdout (so captured output works)."""
+
+    def msg(self, message: str) -> None:
+        with _write_lock:
+            sys.stdout.write(message + "\n")
+            sys.stdout.flush()
+
+    log = debug = info = warning = warn = error = critical = exception = fatal = msg
+
+
+def _logger_factory(*args: Any) -> _StdoutLogger:
+    return _StdoutLogger()
+
+
+_configured_level: list = []
+
+
+def configure(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
+    """Configure structlog (idempotent); register secret values to scrub."""
+    redactor.values = tuple(sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True))
+    if _configured_level == [level]:
+        return
+    _configured_level[:] = [level]
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redactor,
+            structlog.processors.JSONRenderer(ensure_ascii=False, default=str),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_NAMES.get(level, 20)),
+        logger_factory=_logger_factory,
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger() -> Any:
+    if not _configured_level:
+        configure()
+    return structlog.get_logger("redraw")

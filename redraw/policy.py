@@ -1,0 +1,93 @@
+"""Error policy, in one place: every failure becomes one decision.
+
+The decision drives the record status of a COS batch, the HTTP status of the
+API answer, the log level, and whether the handler raises for a platform retry.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+RETRY = "retry"          # transient: back off and try again
+DUPLICATE = "duplicate"  # the SessionId was already used: the work is already submitted
+TERMINAL = "terminal"    # a retry cannot help: fix the request or the configuration
+UNKNOWN = "unknown"      # not recognised: retried once, then treated as terminal
+
+#: Codes of our own for failures that never reached a VOD answer.
+TRANSPORT_ERROR = "TransportError"
+TIMEOUT = "Timeout"
+HTTP_ERROR = "HttpError"
+MALFORMED_RESPONSE = "MalformedResponse"
+DEADLINE = "DeadlineExceeded"
+
+_RETRY_EXACT = {"InternalError", TRANSPORT_ERROR, TIMEOUT, HTTP_ERROR, MALFORMED_RESPONSE,
+                DEADLINE, "ServerNetworkError", "ClientNetworkError", "ServiceUnavailable"}
+_RETRY_PREFIX = ("RequestLimitExceeded", "InternalError.", "ResourceUnavailable")
+_TERMINAL_EXACT = {"UnknownParameter", "UnauthorizedOperation", "FailedOperation.InvalidVodUser",
+                   "InvalidAction", "NoSuchVersion", "UnsupportedOperation", "MissingParameter",
+                   "InvalidCredential", "InvalidRequest"}
+_TERMINAL_PREFIX = ("AuthFailure", "InvalidParameter", "UnauthorizedOperation.", "UnknownParameter.",
+                    "UnsupportedOperation.", "MissingParameter.")
+#: Terminal codes that mean the function itself is misconfigured (not the caller's input).
+_CONFIG_PREFIX = ("AuthFailure", "UnauthorizedOperation", "FailedOperation.InvalidVodUser",
+                  "InvalidParameterValue.SubAppId", "InvalidAction", "NoSuchVersion",
+                  "InvalidCredential")
+
+_HINTS = {
+    "AuthFailure.SignatureFailure": "the secret key does not match the secret id: check the function's role or TENCENTCLOUD_SECRETKEY",
+    "AuthFailure.SecretIdNotFound": "the secret id is unknown: check the function's role or TENCENTCLOUD_SECRETID",
+    "AuthFailure.InvalidSecretId": "the secret id is malformed: check TENCENTCLOUD_SECRETID",
+    "AuthFailure.SignatureExpire": "the request timestamp is too far from VOD's clock: check the system clock",
+    "AuthFailure.TokenFailure": "the session token is invalid or expired: check the run role / TENCENTCLOUD_SESSIONTOKEN",
+    "AuthFailure.UnauthorizedOperation": "the credentials lack permission: grant vod:CreateAigcVideoRedrawTask to the role",
+    "UnauthorizedOperation": "the credentials lack permission: grant vod:CreateAigcVideoRedrawTask to the role",
+    "FailedOperation.InvalidVodUser": "VOD is not activated for this account",
+    "InvalidParameterValue.SubAppId": "VOD_SUB_APP_ID does not name a VOD application of this account",
+    "InvalidParameterValue.FileId": "the FileId does not exist in this VOD application",
+    "InvalidParameterValue.SessionIdTooLong": "SessionId is limited to 50 characters",
+    "InvalidParameterValue.SessionContextTooLong": "SessionContext is limited to 1000 characters",
+    "InvalidAction": "the endpoint does not know the action: check VOD_ENDPOINT",
+    "NoSuchVersion": "the endpoint does not know API version 2018-07-17: check VOD_ENDPOINT",
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: str           # RETRY | DUPLICATE | TERMINAL | UNKNOWN
+    config_fault: bool  # terminal because of the function's configuration/credentials
+    hint: str           # what to fix, for the error log line ("" when nothing to say)
+
+    @property
+    def retryable(self) -> bool:
+        """True when a later attempt (a platform redelivery) may still succeed."""
+        return self.kind == RETRY
+
+
+def decide(code: str) -> Decision:
+    """Classify a VOD error code (or one of this module's transport codes)."""
+    code = code or ""
+    hint = _HINTS.get(code, "")
+    if code == "InvalidParameterValue.SessionId":
+        return Decision(DUPLICATE, False, "")
+    if code in _RETRY_EXACT or code.startswith(_RETRY_PREFIX):
+        return Decision(RETRY, False, hint)
+    if code in _TERMINAL_EXACT or code.startswith(_TERMINAL_PREFIX):
+        return Decision(TERMINAL, code.startswith(_CONFIG_PREFIX), hint)
+    return Decision(UNKNOWN, False, hint)
+
+
+def max_attempts_for(decision: Decision, configured: int) -> int:
+    """How many attempts a failure with this decision may use in total."""
+    if decision.kind == RETRY:
+        return configured
+    if decision.kind == UNKNOWN:
+        return min(2, configured)
+    return 1
+
+
+def http_status(decision: Decision) -> int:
+    """The API Gateway status for a failure that ended with this decision."""
+    if decision.kind == DUPLICATE:
+        return 409
+    if decision.kind in (RETRY, UNKNOWN):
+        return 503 if decision.kind == RETRY else 502
+    return 502 if decision.config_fault else 400

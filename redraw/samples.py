@@ -1,0 +1,86 @@
+"""Realistic sample events, encoded the way the platform encodes them.
+
+Used by ``redraw generate-event``, the tests and the benchmarks.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from typing import Any, List, Optional
+from urllib.parse import quote
+
+DEFAULT_BUCKET = "media-1250000000"
+DEFAULT_REGION = "ap-guangzhou"
+_SHORT_REGIONS = {"ap-guangzhou": "gz", "ap-shanghai": "sh", "ap-beijing": "bj", "ap-chengdu": "cd",
+                  "ap-chongqing": "cq", "ap-nanjing": "nj", "ap-hongkong": "hk", "ap-singapore": "sg"}
+
+
+def split_bucket(bucket: str) -> tuple:
+    """``name-appid`` → ``(name, appid)``."""
+    name, _, appid = bucket.rpartition("-")
+    if not name or not appid.isdigit():
+        raise ValueError("bucket must look like NAME-APPID, e.g. media-1250000000")
+    return name, appid
+
+
+def cos_record(key: str, *, bucket: str = DEFAULT_BUCKET, region: str = DEFAULT_REGION,
+               size: int = 7340032, event_name: str = "cos:ObjectCreated:Put",
+               request_id: Optional[str] = None, event_time: Optional[int] = None) -> dict:
+    """One COS notification record for an object key (given decoded)."""
+    name, appid = split_bucket(bucket)
+    encoded = quote(key, safe="/-_.~")
+    return {
+        "cos": {
+            "cosSchemaVersion": "1.0",
+            "cosObject": {
+                "url": f"http://{bucket}.cos.{region}.myqcloud.com/{encoded}",
+                "meta": {"x-cos-request-id": request_id or base64.b64encode(uuid.uuid4().bytes).decode(),
+                         "Content-Type": "video/mp4" if key.lower().endswith(".mp4") else ""},
+                "vid": "",
+                "key": f"/{appid}/{name}/{encoded}",
+                "size": size,
+            },
+            "cosBucket": {"region": _SHORT_REGIONS.get(region, region), "name": name, "appid": appid},
+            "cosNotificationId": "unkown",
+        },
+        "event": {
+            "eventName": event_name, "eventVersion": "1.0",
+            "eventTime": int(time.time()) if event_time is None else event_time,
+            "eventSource": "qcs::cos",
+            "requestParameters": {
+                "requestSourceIP": "203.0.113.7",
+                "requestHeaders": {"Authorization": "q-sign-algorithm=sha1&q-ak=AKIDEXAMPLE&q-signature=example"},
+            },
+            "eventQueue": f"qcs:0:scf:{_SHORT_REGIONS.get(region, region)}:appid/{appid}:default.redraw.$LATEST",
+            "reservedInfo": "", "reqid": 179398952,
+        },
+    }
+
+
+def cos_event(keys: List[str], **kwargs: Any) -> dict:
+    return {"Records": [cos_record(k, **kwargs) for k in keys]}
+
+
+def redraw_body(url: str = f"https://{DEFAULT_BUCKET}.cos.{DEFAULT_REGION}.myqcloud.com/uploads/clip.mp4",
+                **fields: Any) -> dict:
+    return {"FileInfo": {"Type": "Url", "Url": url}, **fields}
+
+
+def apigw_event(body: Any = None, *, method: str = "POST", path: str = "/redraw",
+                base64_body: bool = False, path_parameters: Optional[dict] = None) -> dict:
+    """An API Gateway (integrated response) event."""
+    raw = body if isinstance(body, str) or body is None else json.dumps(body, ensure_ascii=False)
+    if base64_body and raw is not None:
+        raw = base64.b64encode(raw.encode("utf-8")).decode("ascii")
+    return {
+        "requestContext": {"serviceId": "service-f94sy04v", "path": path, "httpMethod": method,
+                           "requestId": str(uuid.uuid4()), "identity": {}, "sourceIp": "203.0.113.8",
+                           "stage": "release"},
+        "headers": {"content-type": "application/json",
+                    "host": "service-f94sy04v-1250000000.gz.apigw.tencentcs.com"},
+        "body": raw, "pathParameters": path_parameters or {}, "queryStringParameters": {},
+        "headerParameters": {}, "stageVariables": {"stage": "release"}, "path": path,
+        "queryString": {}, "httpMethod": method, "isBase64Encoded": "true" if base64_body else False,
+    }

@@ -1,0 +1,154 @@
+"""API Gateway requests through main_handler: routes, validation, status codes."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import SUB_APP_ID, load_event
+from redraw.samples import apigw_event, redraw_body
+
+URL = "https://media-1250000000.cos.ap-guangzhou.myqcloud.com/in/clip.mp4"
+
+
+def _assert_shape(result):
+    assert set(result) == {"isBase64Encoded", "statusCode", "headers", "body"}
+    assert result["isBase64Encoded"] is False
+    assert result["headers"]["Content-Type"].startswith("application/json")
+    return json.loads(result["body"])
+
+
+@pytest.mark.parametrize("name", ["apigw-post.json", "apigw-post-base64.json"])
+def test_sample_post_creates_a_task(invoke, emulator, name):
+    out = invoke(load_event(name))
+    body = _assert_shape(out.result)
+    assert out.result["statusCode"] == 200
+    assert set(body) == {"TaskId", "RequestId", "SessionId"}
+    assert body["TaskId"] in emulator.tasks
+    params = emulator.calls[-1]["params"]
+    assert params["SessionContext"] == '{"order":"A-1001"}'  # passed through verbatim
+    assert params["SubAppId"] == SUB_APP_ID
+    assert params["SessionId"] == body["SessionId"]
+    [line] = out.lines("api.request")
+    assert line["outcome"] == "submitted" and line["status_code"] == 200
+
+
+def test_caller_session_id_is_kept_and_reuse_is_409(invoke, emulator):
+    event = apigw_event(redraw_body(URL, SessionId="order-42"))
+    first = invoke(event)
+    assert first.body["SessionId"] == "order-42"
+    second = invoke(event)
+    assert second.result["statusCode"] == 409
+    assert second.body["SessionId"] == "order-42"
+    assert second.body["error"]["code"] == "InvalidParameterValue.SessionId"
+    assert emulator.task_count == 1
+
+
+def test_generated_session_id_lets_callers_retry(invoke, emulator):
+    out = invoke(apigw_event(redraw_body(URL)))
+    sid = out.body["SessionId"]
+    assert sid and len(sid) <= 50
+    retry = invoke(apigw_event(redraw_body(URL, SessionId=sid)))
+    assert retry.result["statusCode"] == 409
+
+
+@pytest.mark.parametrize("flag", [True, "true", "TRUE"])
+def test_base64_flags(invoke, emulator, flag):
+    event = apigw_event(redraw_body(URL), base64_body=True)
+    event["isBase64Encoded"] = flag
+    assert invoke(event).result["statusCode"] == 200
+
+
+SECRETISH = "https://evil.example/secret-value-123.mp4"
+
+
+@pytest.mark.parametrize("body, fields", [
+    ({"FileInfo": {"Type": "Url", "Url": "ftp://h/a.mp4"}}, ["FileInfo.Url"]),
+    ({"FileInfo": {"Type": "Url", "Url": "file:///etc/passwd"}}, ["FileInfo.Url"]),
+    ({"FileInfo": {"Type": "File"}}, ["FileInfo.FileId"]),
+    ({"FileInfo": {"Type": "Url", "Url": URL}, "TasksPriority": 11}, ["TasksPriority"]),
+    ({"FileInfo": {"Type": "Url", "Url": URL}, "TasksPriority": -11}, ["TasksPriority"]),
+    ({"FileInfo": {"Type": "Url", "Url": URL}, "SessionId": "s" * 51}, ["SessionId"]),
+    ({"FileInfo": {"Type": "Url", "Url": URL}, "SessionContext": "c" * 1001}, ["SessionContext"]),
+    ({"FileInfo": {"Type": "Url", "Url": URL}, "TaskInfo": {"Style": "x" * 51}}, ["TaskInfo.Style"]),
+    ({"FileInfo": {"Type": "Url", "Url": URL}, "OutputConfig": {"MediaName": "m" * 65}}, ["OutputConfig.MediaName"]),
+    ({"FileInfo": {"Type": "Url", "Url": URL}, "OutputConfig": {"StorageMode": "Forever"}}, ["OutputConfig.StorageMode"]),
+    ({"FileInfo": {"Type": "Url", "Url": URL}, "OutputConfig": {"ExpireTime": "tomorrow"}}, ["OutputConfig.ExpireTime"]),
+    ({"FileInfo": {"Type": "Url", "Url": URL}, "Surprise": SECRETISH}, ["Surprise"]),
+    ({"FileInfo": {"Type": "Url", "Url": URL}, "SubAppId": 99}, ["SubAppId"]),
+    ({"FileInfo": {"Type": "Video", "Url": SECRETISH}}, ["FileInfo.Type"]),
+    ({}, ["FileInfo"]),
+    ([1, 2], ["(body)"]),
+])
+def test_invalid_bodies_are_400_naming_fields_without_values(invoke, emulator, body, fields):
+    out = invoke(apigw_event(body))
+    assert out.result["statusCode"] == 400
+    payload = _assert_shape(out.result)
+    assert [f["field"] for f in payload["error"]["fields"]] == fields
+    assert "secret-value-123" not in out.result["body"] and "secret-value-123" not in out.stdout
+    assert "passwd" not in out.result["body"]
+    assert emulator.calls == []
+
+
+def test_sub_app_id_allowed_when_allow_listed(invoke, emulator, env):
+    env.setenv("VOD_ALLOWED_SUB_APP_IDS", "99, 100")
+    out = invoke(apigw_event(redraw_body(URL, SubAppId=99)))
+    assert out.result["statusCode"] == 200
+    assert emulator.calls[-1]["params"]["SubAppId"] == 99
+
+
+def test_url_host_allow_list(invoke, emulator, env):
+    env.setenv("REDRAW_ALLOWED_URL_HOSTS", "*.cos.ap-guangzhou.myqcloud.com,videos.example.com")
+    assert invoke(apigw_event(redraw_body(URL))).result["statusCode"] == 200
+    assert invoke(apigw_event(redraw_body("https://videos.example.com/a.mp4"))).result["statusCode"] == 200
+    denied = invoke(apigw_event(redraw_body("https://attacker.example/a.mp4")))
+    assert denied.result["statusCode"] == 400
+    assert denied.body["error"]["fields"][0]["field"] == "FileInfo.Url"
+    assert emulator.task_count == 2
+
+
+@pytest.mark.parametrize("raw", ["{not json", "", None])
+def test_unparseable_or_missing_body_is_400(invoke, emulator, raw):
+    event = apigw_event(None)
+    event["body"] = raw
+    assert invoke(event).result["statusCode"] == 400
+
+
+def test_bad_base64_is_400(invoke, emulator):
+    event = apigw_event("@@@not-base64@@@")
+    event["isBase64Encoded"] = True
+    assert invoke(event).result["statusCode"] == 400
+
+
+@pytest.mark.parametrize("b64", [False, True])
+def test_oversized_body_is_413_before_parsing(invoke, emulator, env, b64):
+    env.setenv("REDRAW_MAX_BODY_BYTES", "2048")
+    body = redraw_body(URL, ExtInfo="x" * 1000, SessionContext="y" * 1000)
+    out = invoke(apigw_event(body, base64_body=b64))
+    assert out.result["statusCode"] == 413
+    assert emulator.calls == []
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_other_methods_are_405(invoke, emulator, method):
+    out = invoke(apigw_event(redraw_body(URL), method=method))
+    assert out.result["statusCode"] == 405
+    assert out.result["headers"]["Allow"] == "POST"
+    assert emulator.calls == []
+
+
+def test_get_task_status_and_404(invoke, emulator):
+    created = invoke(apigw_event(redraw_body(URL, SessionContext="ctx-1")))
+    task_id = created.body["TaskId"]
+    status = invoke(apigw_event(None, method="GET", path=f"/tasks/{task_id}",
+                                path_parameters={"TaskId": task_id}))
+    assert status.result["statusCode"] == 200
+    assert status.body["TaskId"] == task_id
+    assert status.body["Status"] in ("WAITING", "PROCESSING", "FINISH")
+    assert status.body["SessionContext"] == "ctx-1"
+    missing = invoke(apigw_event(None, method="GET", path="/tasks/1500000001-AigcVideoRedrawTask-nope"))
+    assert missing.result["statusCode"] == 404
+    assert missing.body["error"]["code"] == "NotFound"
+    bad = invoke(apigw_event(None, method="GET", path="/tasks/%3Cscript%3E"))
+    assert bad.result["statusCode"] == 400
+    assert invoke(apigw_event(None, method="POST", path=f"/tasks/{task_id}")).result["statusCode"] == 405

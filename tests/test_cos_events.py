@@ -1,0 +1,140 @@
+"""COS upload events through main_handler, against the emulator over HTTP."""
+from __future__ import annotations
+
+import json
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from conftest import SUB_APP_ID, load_event
+from redraw.errors import RedrawError
+from redraw.samples import cos_event, cos_record
+
+
+def test_sample_upload_becomes_a_task(invoke, emulator):
+    out = invoke(load_event("cos-put.json"))
+    assert out.error is None
+    [result] = out.result["results"]
+    assert result["status"] == "submitted"
+    assert result["task_id"] in emulator.tasks
+    assert result["request_id"] and result["session_id"]
+    params = emulator.calls[-1]["params"]
+    assert params["SubAppId"] == SUB_APP_ID
+    assert params["FileInfo"] == {"Type": "Url", "Url": "http://media-1250000000.cos.ap-guangzhou.myqcloud.com/uploads/2026/demo-clip.mp4"}
+    assert params["SessionId"] == result["session_id"]
+    [line] = out.lines("cos.record")
+    assert line["outcome"] == "submitted" and line["task_id"] == result["task_id"]
+    assert line["request_id"] == "test-request-1" and line["trigger"] == "cos"
+    assert line["vod_request_id"] == result["request_id"] and line["session_id"] == result["session_id"]
+    assert isinstance(line["duration_ms"], int)
+
+
+@pytest.mark.parametrize("key", ["旅行/海边 日落 #1+2.mp4", "a b/c+d#e%f?.MP4", "dir/100% real & (final).mov"])
+def test_keys_reach_vod_as_the_same_object(invoke, emulator, key):
+    out = invoke(cos_event([key]))
+    assert out.result["results"][0]["status"] == "submitted"
+    url = emulator.calls[-1]["params"]["FileInfo"]["Url"]
+    parts = urlsplit(url)
+    assert parts.query == "" and parts.fragment == ""  # '#' and '?' were encoded
+    assert unquote(parts.path) == "/" + key
+    assert " " not in url and "+" not in url
+    assert out.result["results"][0]["key"] == key
+
+
+def test_multi_record_event_keeps_record_order(invoke, emulator):
+    out = invoke(load_event("cos-put-multi.json"))
+    statuses = [r["status"] for r in out.result["results"]]
+    assert statuses == ["submitted", "skipped", "submitted"]
+    assert [r["key"] for r in out.result["results"]] == ["uploads/a.mp4", "uploads/cover.jpg", "uploads/B-Roll.MOV"]
+    assert emulator.task_count == 2
+    assert len(out.lines("cos.record")) == 3
+
+
+def test_delete_and_non_videos_and_huge_objects_are_skipped_without_a_call(invoke, emulator):
+    event = {"Records": [
+        cos_record("a.mp4", event_name="cos:ObjectRemove:Delete"),
+        cos_record("notes.txt"),
+        cos_record("big.mp4", size=2 * 1024 ** 3),
+        cos_record("folder/", size=0),
+    ]}
+    event["Records"][2]["cos"]["cosObject"]["size"] = str(2 * 1024 ** 3)  # older events: string size
+    out = invoke(event)
+    assert [r["status"] for r in out.result["results"]] == ["skipped"] * 4
+    assert all(r["reason"] for r in out.result["results"])
+    assert "2 GB" in out.result["results"][2]["reason"]
+    assert emulator.calls == []
+
+
+def test_just_under_two_gigabytes_is_submitted(invoke, emulator):
+    out = invoke(cos_event(["edge.mp4"], size=2 * 1024 ** 3 - 1))
+    assert out.result["results"][0]["status"] == "submitted"
+
+
+def test_redelivered_event_is_duplicate_and_new_upload_is_new(invoke, emulator):
+    event = cos_event(["clip.mp4"], request_id="req-1", event_time=1764057600)
+    first, again = invoke(event), invoke(json.loads(json.dumps(event)))
+    assert first.result["results"][0]["status"] == "submitted"
+    assert again.result["results"][0]["status"] == "duplicate"
+    assert again.result["results"][0]["session_id"] == first.result["results"][0]["session_id"]
+    assert again.error is None
+    reupload = invoke(cos_event(["clip.mp4"], request_id="req-2", event_time=1764057700))
+    assert reupload.result["results"][0]["status"] == "submitted"
+    assert reupload.result["results"][0]["session_id"] != first.result["results"][0]["session_id"]
+    assert emulator.task_count == 2
+
+
+def test_session_context_is_compact_json_even_for_long_keys(invoke, emulator):
+    key = "长" * 400 + "/" + "k" * 399 + ".mp4"
+    out = invoke(cos_event([key]))
+    assert out.result["results"][0]["status"] == "submitted"
+    params = emulator.calls[-1]["params"]
+    assert len(params["SessionContext"]) <= 1000 and len(params["SessionId"]) <= 50
+    context = json.loads(params["SessionContext"])
+    assert context["trigger"] == "cos" and context["bucket"] == "media-1250000000"
+    assert key.startswith(context["key"])
+    short = invoke(cos_event(["short.mp4"]))
+    assert json.loads(emulator.calls[-1]["params"]["SessionContext"])["key"] == "short.mp4"
+    assert short.error is None
+
+
+def test_invalid_record_fails_alone(invoke, emulator):
+    event = cos_event(["ok.mp4"])
+    event["Records"].append({"event": {"eventName": "cos:ObjectCreated:Put"}})
+    out = invoke(event)
+    assert [r["status"] for r in out.result["results"]] == ["submitted", "failed"]
+    assert "cos" in out.result["results"][1]["reason"]
+    assert emulator.task_count == 1
+
+
+@pytest.mark.parametrize("event", [{}, [], None, "x", 42, {"Records": "x"}, {"Records": []},
+                                   {"Records": None}])
+def test_unusable_events_raise_the_package_error(invoke, emulator, event):
+    out = invoke(event)
+    assert isinstance(out.error, RedrawError), out.error
+    assert str(out.error)
+    assert emulator.calls == []
+    [line] = out.lines("event.rejected")
+    assert line["level"] == "error"
+
+
+def test_task_defaults_from_configuration(invoke, emulator, env):
+    env.setenv("REDRAW_STYLE", "anime")
+    env.setenv("REDRAW_STORAGE_MODE", "Permanent")
+    env.setenv("REDRAW_CLASS_ID", "7")
+    env.setenv("REDRAW_TASKS_PRIORITY", "3")
+    env.setenv("REDRAW_VIDEO_SUFFIXES", "mp4, .webm")
+    out = invoke(cos_event(["a.webm", "b.mov"]))
+    assert [r["status"] for r in out.result["results"]] == ["submitted", "skipped"]
+    params = emulator.calls[-1]["params"]
+    assert params["TaskInfo"] == {"Style": "anime"}
+    assert params["OutputConfig"] == {"StorageMode": "Permanent", "ClassId": 7}
+    assert params["TasksPriority"] == 3
+
+
+def test_uploader_signature_never_logged(invoke, emulator):
+    event = cos_event(["a.mp4"])
+    secret = "q-sign-algorithm=sha1&q-ak=AKIDuploader&q-signature=feedface0123456789"
+    event["Records"][0]["event"]["requestParameters"]["requestHeaders"]["Authorization"] = secret
+    out = invoke(event)
+    assert "feedface0123456789" not in out.stdout
+    assert "feedface0123456789" not in json.dumps(out.result)
