@@ -23,6 +23,13 @@ SECRET_CANARY = "CANARY-secret-key-9f8e7d6c5b4a"
 TOKEN_CANARY = "CANARY-session-token-1a2b3c4d5e6f"
 
 
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch):
+    """The SDK sends through HTTP(S)_PROXY itself, even to loopback: keep tests direct."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def emulator():
     emu = VodEmulator(secret_id=DEFAULT_SECRET_ID, secret_key=DEFAULT_SECRET_KEY).start()

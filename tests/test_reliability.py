@@ -1,0 +1,154 @@
+"""Failure behaviour through main_handler, with faults injected into the emulator over HTTP."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from redraw.errors import RedrawError, RetryableFailuresError, UpstreamError
+from redraw.samples import apigw_event, cos_event, redraw_body
+
+URL = "https://media-1250000000.cos.ap-guangzhou.myqcloud.com/in/clip.mp4"
+RETRYABLE_FAULTS = ["InternalError", "RequestLimitExceeded", "RequestLimitExceeded.UinLimitExceeded",
+                    "http500", "http503", "drop", "malformed", "empty"]
+
+
+@pytest.mark.parametrize("fault", RETRYABLE_FAULTS)
+def test_each_transient_fault_is_retried_to_success(invoke, emulator, fault):
+    emulator.inject(fault)
+    out = invoke(cos_event(["a.mp4"]))
+    assert out.error is None, out.error
+    [result] = out.result["results"]
+    assert result["status"] == "submitted"
+    assert emulator.task_count == 1
+    [line] = out.lines("cos.record")
+    assert line["attempts"] == 2 and line["retried_after"]
+
+
+def test_faults_in_sequence(invoke, emulator):
+    emulator.inject("InternalError", "drop", "http500")
+    out = invoke(cos_event(["a.mp4"]))
+    assert out.result["results"][0]["status"] == "submitted"
+    assert out.lines("cos.record")[0]["attempts"] == 4
+    assert emulator.task_count == 1
+
+
+def test_dropped_connection_after_accept_ends_as_duplicate_with_one_task(invoke, emulator):
+    emulator.inject("drop_after_accept")
+    out = invoke(cos_event(["a.mp4"]))
+    [result] = out.result["results"]
+    assert result["status"] == "duplicate"
+    assert out.error is None
+    assert emulator.task_count == 1
+
+
+def test_timeout_after_accept_via_slow_response_is_duplicate(invoke, emulator, env):
+    env.setenv("VOD_HTTP_TIMEOUT", "0.5")
+    emulator.inject("slow:1.5")
+    out = invoke(cos_event(["a.mp4"]))
+    assert out.result["results"][0]["status"] == "duplicate"
+    assert emulator.task_count == 1
+
+
+def test_partial_failure_raises_listing_only_the_failed_record_and_redelivery_dedups(invoke, emulator, env):
+    env.setenv("VOD_MAX_ATTEMPTS", "2")
+    env.setenv("VOD_MAX_CONCURRENCY", "1")  # records in order: the faults hit the first one
+    emulator.inject("InternalError", "InternalError")
+    event = cos_event(["a.mp4", "b.mp4"])
+    first = invoke(event)
+    assert isinstance(first.error, RetryableFailuresError)
+    assert [f["key"] for f in first.error.failures] == ["a.mp4"]
+    assert "a.mp4" in str(first.error)
+    levels = {line["key"]: line["level"] for line in first.lines("cos.record")}
+    assert levels == {"a.mp4": "warning", "b.mp4": "info"}
+    again = invoke(event)  # SCF redelivers the same event
+    assert again.error is None
+    assert [r["status"] for r in again.result["results"]] == ["submitted", "duplicate"]
+    assert emulator.task_count == 2
+
+
+def test_all_records_failing_transiently_raise(invoke, emulator, env):
+    env.setenv("VOD_MAX_ATTEMPTS", "2")
+    emulator.inject(*["http500"] * 4)
+    out = invoke(cos_event(["a.mp4", "b.mp4"]))
+    assert isinstance(out.error, RetryableFailuresError)
+    assert sorted(f["key"] for f in out.error.failures) == ["a.mp4", "b.mp4"]
+    assert emulator.task_count == 0
+
+
+def test_wrong_secret_key_makes_one_attempt_per_record_and_does_not_raise(invoke, emulator, env):
+    env.setenv("TENCENTCLOUD_SECRETKEY", "not-the-right-key-000")
+    out = invoke(cos_event(["a.mp4", "b.mp4", "c.mp4"]))
+    assert out.error is None
+    assert [r["status"] for r in out.result["results"]] == ["failed"] * 3
+    assert len(emulator.calls) == 3
+    lines = out.lines("cos.record")
+    assert all(line["level"] == "error" for line in lines)
+    assert all("secret" in line["fix"].lower() for line in lines)
+    assert all(line["error_code"] == "AuthFailure.SignatureFailure" for line in lines)
+
+
+def test_unknown_error_is_retried_once_then_terminal(invoke, emulator):
+    emulator.inject("FailedOperation.SomethingNew", "FailedOperation.SomethingNew", "FailedOperation.SomethingNew")
+    out = invoke(cos_event(["a.mp4"]))
+    assert out.error is None
+    assert out.result["results"][0]["status"] == "failed"
+    assert len(emulator.calls) == 2
+
+
+def test_slow_upstream_never_runs_past_the_time_limit(invoke, emulator, env):
+    emulator.inject(*["slow:5"] * 10)
+    started = time.monotonic()
+    out = invoke(cos_event(["a.mp4", "b.mp4"]), {"request_id": "r", "time_limit_in_ms": 2000})
+    elapsed = time.monotonic() - started
+    assert elapsed < 2.0, elapsed
+    assert isinstance(out.error, RetryableFailuresError)
+
+
+def test_rate_limit_pressure_is_absorbed(invoke, emulator, env):
+    emulator.rps = 5
+    env.setenv("VOD_MAX_RPS", "50")  # the function believes in more than VOD allows
+    out = invoke(cos_event([f"k{i}.mp4" for i in range(12)]), {"request_id": "r", "time_limit_in_ms": 20000})
+    assert out.error is None, out.error
+    assert [r["status"] for r in out.result["results"]] == ["submitted"] * 12
+    assert emulator.rate_limit_hits > 0
+    assert emulator.task_count == 12
+
+
+def test_limiter_keeps_a_burst_under_the_api_limit(invoke, emulator, env):
+    emulator.rps = 20
+    out = invoke(cos_event([f"k{i}.mp4" for i in range(30)]), {"request_id": "r", "time_limit_in_ms": 20000})
+    assert [r["status"] for r in out.result["results"]] == ["submitted"] * 30
+    assert emulator.rate_limit_hits == 0
+
+
+@pytest.mark.parametrize("fault, status, retry_after", [
+    ("InternalError", 503, True), ("RequestLimitExceeded", 503, True), ("drop", 503, True),
+    ("AuthFailure.SecretIdNotFound", 502, False), ("UnauthorizedOperation", 502, False),
+    ("FailedOperation.InvalidVodUser", 502, False), ("InvalidParameterValue.FileId", 400, False),
+])
+def test_api_status_codes_follow_the_decision(invoke, emulator, env, fault, status, retry_after):
+    env.setenv("VOD_MAX_ATTEMPTS", "1")
+    emulator.inject(fault)
+    out = invoke(apigw_event(redraw_body(URL)))
+    assert out.result["statusCode"] == status
+    assert ("Retry-After" in out.result["headers"]) is retry_after
+    assert out.body["SessionId"]
+
+
+def test_direct_invocation_raises_package_errors(invoke, emulator, env):
+    env.setenv("VOD_MAX_ATTEMPTS", "1")
+    emulator.inject("InternalError")
+    out = invoke(redraw_body(URL))
+    assert isinstance(out.error, UpstreamError) and out.error.decision == "retry"
+    bad = invoke({"FileInfo": {"Type": "Url", "Url": "gopher://x"}})
+    assert isinstance(bad.error, RedrawError) and "FileInfo.Url" in str(bad.error)
+    ok = invoke(redraw_body(URL, SessionId="direct-1"))
+    assert ok.result == {"TaskId": ok.result["TaskId"], "RequestId": ok.result["RequestId"],
+                         "SessionId": "direct-1", "Status": "submitted"}
+
+
+def test_one_client_and_connection_per_warm_container(invoke, emulator):
+    for i in range(5):
+        assert invoke(cos_event([f"w{i}.mp4"])).error is None
+    assert emulator.connections == 1
