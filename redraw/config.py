@@ -196,7 +196,7 @@ def load_settings(env: Optional[Mapping[str, str]] = None) -> Settings:
         r.errors.append("REDRAW_LOG_LEVEL must be one of " + ", ".join(_LEVELS))
     settings = dict(
         allowed_sub_app_ids=tuple(allowed_ids),
-        max_rps=r.float("VOD_MAX_RPS", 20.0, 0.1, 1000.0),
+        max_rps=r.float("VOD_MAX_RPS", 20.0, 0.1, 100000.0),
         max_concurrency=r.int("VOD_MAX_CONCURRENCY", 10, 1, 64),
         max_attempts=r.int("VOD_MAX_ATTEMPTS", 4, 1, 10),
         http_timeout=r.float("VOD_HTTP_TIMEOUT", 5.0, 0.1, 60.0),

@@ -27,6 +27,8 @@ _SECRET_TEXT_RE = re.compile(
     re.IGNORECASE)
 _NAMES = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
 _write_lock = threading.Lock()
+#: Characters some log pipelines treat as line breaks; inside JSON strings they may be escaped.
+_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
 class _Redactor:
@@ -69,7 +71,7 @@ class _StdoutLogger:
 
     def msg(self, message: str) -> None:
         with _write_lock:
-            sys.stdout.write(message + "\n")
+            sys.stdout.write(message.translate(_LINE_BREAKS) + "\n")
             sys.stdout.flush()
 
     log = debug = info = warning = warn = error = critical = exception = fatal = msg

@@ -33,7 +33,8 @@ _CONFIG_PREFIX = ("AuthFailure", "UnauthorizedOperation", "FailedOperation.Inval
                   "InvalidCredential")
 
 _HINTS = {
-    "AuthFailure.SignatureFailure": "the secret key does not match the secret id: check the function's role or TENCENTCLOUD_SECRETKEY",
+    "AuthFailure.SignatureFailure": ("the secret key does not match the secret id: "
+                                     "check the function's role or TENCENTCLOUD_SECRETKEY"),
     "AuthFailure.SecretIdNotFound": "the secret id is unknown: check the function's role or TENCENTCLOUD_SECRETID",
     "AuthFailure.InvalidSecretId": "the secret id is malformed: check TENCENTCLOUD_SECRETID",
     "AuthFailure.SignatureExpire": "the request timestamp is too far from VOD's clock: check the system clock",

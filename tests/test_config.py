@@ -1,0 +1,72 @@
+"""Configuration: validated once when the handler first runs, errors name variables."""
+from __future__ import annotations
+
+import pytest
+
+from redraw.config import DEFAULT_ENDPOINT, load_settings, parse_endpoint
+from redraw.errors import ConfigError
+
+BASE = {"VOD_SUB_APP_ID": "1500000001", "TENCENTCLOUD_SECRETID": "AKIDx", "TENCENTCLOUD_SECRETKEY": "sk-value"}
+
+
+def test_defaults():
+    s = load_settings(BASE)
+    assert s.sub_app_id == 1500000001
+    assert s.endpoint.url == f"https://{DEFAULT_ENDPOINT}"
+    assert s.max_rps == 20 and s.http_timeout < 60 and not s.presign_urls
+    assert ".mp4" in s.video_suffixes and s.region == ""
+    assert "sk-value" not in repr(s)
+
+
+@pytest.mark.parametrize("raw, url", [
+    ("http://127.0.0.1:9000", "http://127.0.0.1:9000"),
+    ("http://127.0.0.1:9000/", "http://127.0.0.1:9000"),
+    ("vod.tencentcloudapi.com", "https://vod.tencentcloudapi.com"),
+    ("https://vod.intl.tencentcloudapi.com", "https://vod.intl.tencentcloudapi.com"),
+    ("localhost:8080", "https://localhost:8080"),
+])
+def test_endpoint_forms(raw, url):
+    assert parse_endpoint(raw).url == url
+
+
+def test_region_falls_back_to_the_function_region():
+    assert load_settings({**BASE, "TENCENTCLOUD_REGION": "ap-shanghai"}).region == "ap-shanghai"
+    assert load_settings({**BASE, "TENCENTCLOUD_REGION": "ap-shanghai", "VOD_REGION": "ap-guangzhou"}).region == "ap-guangzhou"
+
+
+@pytest.mark.parametrize("env, names", [
+    ({}, ["VOD_SUB_APP_ID", "TENCENTCLOUD_SECRETID"]),
+    ({**BASE, "VOD_SUB_APP_ID": "abc"}, ["VOD_SUB_APP_ID"]),
+    ({**BASE, "VOD_ENDPOINT": "ftp://x"}, ["VOD_ENDPOINT"]),
+    ({**BASE, "VOD_MAX_RPS": "0"}, ["VOD_MAX_RPS"]),
+    ({**BASE, "REDRAW_STORAGE_MODE": "Forever"}, ["REDRAW_STORAGE_MODE"]),
+    ({**BASE, "REDRAW_STYLE": "s" * 51}, ["REDRAW_STYLE"]),
+    ({**BASE, "REDRAW_TASKS_PRIORITY": "11"}, ["REDRAW_TASKS_PRIORITY"]),
+    ({**BASE, "REDRAW_PRESIGN_URLS": "maybe"}, ["REDRAW_PRESIGN_URLS"]),
+    ({**BASE, "VOD_ALLOWED_SUB_APP_IDS": "1,x"}, ["VOD_ALLOWED_SUB_APP_IDS"]),
+    ({**BASE, "REDRAW_LOG_LEVEL": "LOUD", "VOD_HTTP_TIMEOUT": "-1"}, ["REDRAW_LOG_LEVEL", "VOD_HTTP_TIMEOUT"]),
+])
+def test_errors_name_every_bad_variable(env, names):
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    for name in names:
+        assert name in str(info.value)
+
+
+def test_importing_the_package_validates_nothing(tmp_path):
+    import subprocess
+    import sys
+    from conftest import ROOT
+    env = {"PATH": "/usr/bin:/bin"}
+    code = "import handler, redraw, redraw.cli, redraw.app; print('ok')"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_missing_configuration_at_first_invocation_is_a_clear_error(invoke, env):
+    env.delenv("VOD_SUB_APP_ID")
+    out = invoke({"FileInfo": {"Type": "Url", "Url": "https://a.example/a.mp4"}})
+    assert isinstance(out.error, ConfigError)
+    assert "VOD_SUB_APP_ID is required" in str(out.error)
+    [line] = out.lines("config.invalid")
+    assert line["level"] == "error"

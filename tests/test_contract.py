@@ -1,0 +1,102 @@
+"""Contract: our request model is exactly what the SDK's CreateAigcVideoRedrawTaskRequest accepts."""
+from __future__ import annotations
+
+import re
+import typing
+import warnings
+
+import pytest
+from pydantic import BaseModel
+from tencentcloud.common.abstract_model import AbstractModel
+from tencentcloud.vod.v20180717 import models as sdk
+
+from redraw.request import RedrawRequest, parse_request
+from redraw.samples import cos_record
+from redraw import cos
+from redraw.events import CosRecord
+
+FULL = {
+    "FileInfo": {"Type": "Url", "Url": "https://media-1250000000.cos.ap-guangzhou.myqcloud.com/a.mp4"},
+    "TaskInfo": {"Style": "anime"},
+    "OutputConfig": {"StorageMode": "Permanent", "MediaName": "out", "ClassId": 3,
+                     "ExpireTime": "2030-12-28T00:35:00Z"},
+    "SessionId": "s-1", "SessionContext": "ctx", "TasksPriority": -3, "ExtInfo": "x",
+}
+
+
+def _sdk_fields(cls) -> dict:
+    """Field name → nested SDK model class (or None), read from the SDK model itself."""
+    nested_types = dict(re.findall(r":type (\w+): :class:`tencentcloud\.vod\.v20180717\.models\.(\w+)`",
+                                   cls.__init__.__doc__ or ""))
+    return {attr[1:]: getattr(sdk, nested_types[attr[1:]]) if attr[1:] in nested_types else None
+            for attr in vars(cls()) if attr != "_headers"}
+
+
+def _our_fields(model) -> dict:
+    out = {}
+    for name, info in model.model_fields.items():
+        nested = None
+        for arg in typing.get_args(info.annotation) or (info.annotation,):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                nested = arg
+        out[name] = nested
+    return out
+
+
+def _compare(sdk_cls, our_cls, path="") -> None:
+    theirs, ours = _sdk_fields(sdk_cls), _our_fields(our_cls)
+    assert set(theirs) == set(ours), f"{path or sdk_cls.__name__}: SDK {sorted(theirs)} vs ours {sorted(ours)}"
+    for name, nested in theirs.items():
+        if nested is not None:
+            assert ours[name] is not None, f"{path}{name} should be a nested model"
+            _compare(nested, ours[name], f"{path}{name}.")
+
+
+def test_every_sdk_field_is_covered_and_nothing_more():
+    _compare(sdk.CreateAigcVideoRedrawTaskRequest, RedrawRequest)
+    nested = {k for k, v in _sdk_fields(sdk.CreateAigcVideoRedrawTaskRequest).items() if v}
+    assert nested == {"FileInfo", "TaskInfo", "OutputConfig"}  # the comparison did recurse
+
+
+def _round_trip(params: dict) -> dict:
+    request = sdk.CreateAigcVideoRedrawTaskRequest()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the SDK warns about fields it does not know
+        request._deserialize(params)
+    return request._serialize()
+
+
+def test_full_request_serialises_to_exactly_what_the_sdk_accepts():
+    params = parse_request(FULL).to_params(1500000001)
+    assert _round_trip(params) == params
+    assert params == {**FULL, "SubAppId": 1500000001}
+
+
+def test_minimal_request_round_trips():
+    params = parse_request({"FileInfo": {"Type": "File", "FileId": "5285890799999999999"}}).to_params(7)
+    assert _round_trip(params) == params
+
+
+def test_upload_request_round_trips():
+    from redraw.config import load_settings
+    from redraw.service import _plan_record
+
+    settings = load_settings({"VOD_SUB_APP_ID": "1", "TENCENTCLOUD_SECRETID": "id", "TENCENTCLOUD_SECRETKEY": "key",
+                              "REDRAW_STYLE": "anime", "REDRAW_STORAGE_MODE": "Permanent",
+                              "REDRAW_CLASS_ID": "2", "REDRAW_TASKS_PRIORITY": "1"})
+    plan = _plan_record(cos_record("a/b c.mp4"), settings)
+    assert plan.params is not None
+    assert _round_trip(plan.params) == plan.params
+    assert cos.upload_of(CosRecord.model_validate(cos_record("x.mp4"))).session_id
+
+
+def test_the_sdk_warns_on_unknown_fields_so_the_round_trip_can_fail():
+    with pytest.raises(Warning):
+        _round_trip({"SubAppId": 1, "Bogus": 1})
+
+
+def test_response_model_matches_sdk_response():
+    fields = set(_sdk_fields(sdk.CreateAigcVideoRedrawTaskResponse))
+    from redraw.request import CreateTaskResponse
+    assert fields == set(CreateTaskResponse.model_fields)
+    assert issubclass(sdk.CreateAigcVideoRedrawTaskResponse, AbstractModel)
