@@ -21,6 +21,7 @@ T = TypeVar("T")
 BACKOFF_BASE = 0.2      # seconds; first retry waits up to this
 BACKOFF_CAP = 4.0       # seconds; no single wait is longer
 MIN_ATTEMPT_TIME = 0.2  # seconds; less than this left: do not start an attempt
+MAX_THROTTLED = 10      # RequestLimitExceeded answers tolerated per call (the deadline bounds them too)
 
 
 class Deadline:
@@ -57,7 +58,13 @@ class RateLimiter:
         self.window += margin
         self.clock, self.sleep = clock, sleep
         self._sent: Deque[float] = deque()
+        self._not_before = 0.0
         self._lock = threading.Lock()
+
+    def pause(self, seconds: float) -> None:
+        """VOD said slow down: no one sends for ``seconds`` (other containers share the limit)."""
+        with self._lock:
+            self._not_before = max(self._not_before, self.clock() + seconds)
 
     def acquire(self, budget: float) -> bool:
         """Wait for a slot; False (and no slot taken) if it would take longer than ``budget``."""
@@ -66,9 +73,9 @@ class RateLimiter:
             while self._sent and self._sent[0] <= now - self.window:
                 self._sent.popleft()
             if len(self._sent) < self.capacity:
-                at = now
+                at = max(now, self._not_before)
             else:
-                at = self._sent[-self.capacity] + self.window
+                at = max(self._sent[-self.capacity] + self.window, self._not_before)
             if at - now > budget:
                 return False
             self._sent.append(at)
@@ -99,36 +106,43 @@ def call_with_retries(send: Callable[[float], T], *, deadline: Deadline, limiter
                       rng: Optional[random.Random] = None,
                       sleep: Callable[[float], None] = time.sleep,
                       on_retry: Optional[Callable[[UpstreamError, int, float], None]] = None,
-                      ) -> Tuple[T, int, Optional[UpstreamError]]:
+                      ) -> Tuple[T, int]:
     """Call ``send(timeout)`` until it succeeds or a retry cannot help.
 
-    Returns ``(result, attempts, last_ambiguous_error)``; raises the final
-    ``UpstreamError`` (its ``attempts`` set) otherwise.
+    Returns ``(result, attempts)``; raises the final ``UpstreamError`` (its
+    ``attempts`` set) otherwise. A retry after an ambiguous failure (timeout,
+    dropped connection) is safe because the request carries its SessionId.
     """
     rng = rng or random.Random()
-    attempt = 0
-    ambiguous: Optional[UpstreamError] = None
+    attempt = throttled = 0
+    last: Optional[UpstreamError] = None
     while True:
         remaining = deadline.remaining()
         if remaining < MIN_ATTEMPT_TIME or not limiter.acquire(remaining - MIN_ATTEMPT_TIME):
-            raise _deadline_error(attempt, ambiguous)
+            if last is not None:
+                raise last  # out of time: the last (retryable) failure is the story
+            raise _deadline_error(attempt)
         attempt += 1
         timeout = min(http_timeout, deadline.remaining())
         try:
-            return send(timeout), attempt, ambiguous
+            return send(timeout), attempt
         except UpstreamError as exc:
             exc.attempts = attempt
+            last = exc
             decision = policy.decide(exc.vod_code)
-            if exc.vod_code in (policy.TIMEOUT, policy.TRANSPORT_ERROR, policy.HTTP_ERROR,
-                                policy.MALFORMED_RESPONSE):
-                ambiguous = exc  # VOD may have accepted the task before the failure
-            if attempt >= policy.max_attempts_for(decision, max_attempts):
+            is_throttle = exc.vod_code.startswith("RequestLimitExceeded")
+            throttled += is_throttle
+            # Throttling means VOD did nothing: it has its own, larger allowance.
+            used = throttled if is_throttle else attempt - throttled
+            allowed = MAX_THROTTLED if is_throttle else policy.max_attempts_for(decision, max_attempts)
+            if used >= allowed:
                 if decision.kind == policy.UNKNOWN:
                     exc.decision = policy.TERMINAL  # unknown after one retry: stop for good
                 raise
             wait = backoff(attempt, rng)
-            if exc.vod_code.startswith("RequestLimitExceeded"):
+            if is_throttle:
                 wait = max(wait, rng.uniform(0.5, 1.0))  # the limit is per second
+                limiter.pause(wait * 0.5)
             if wait > deadline.remaining() - MIN_ATTEMPT_TIME:
                 raise
             if on_retry:
@@ -136,10 +150,8 @@ def call_with_retries(send: Callable[[float], T], *, deadline: Deadline, limiter
             sleep(wait)
 
 
-def _deadline_error(attempts: int, previous: Optional[UpstreamError]) -> UpstreamError:
+def _deadline_error(attempts: int) -> UpstreamError:
     message = "time budget exhausted before the request could be sent"
-    if previous is not None:
-        message += f" (last failure: {previous.vod_code})"
     return UpstreamError(policy.DEADLINE, message, decision=policy.RETRY, attempts=attempts)
 
 

@@ -72,7 +72,7 @@ def submit(rt: Runtime, params: dict, deadline: Deadline) -> Outcome:
     session_id = params.get("SessionId")
     retries: List[str] = []
     try:
-        created, attempts, _ = call_with_retries(
+        created, attempts = call_with_retries(
             lambda timeout: _parse_created(rt.api.call(CREATE_ACTION, params, timeout)),
             deadline=deadline, limiter=rt.limiter, max_attempts=rt.settings.max_attempts,
             http_timeout=rt.settings.http_timeout,

@@ -129,8 +129,8 @@ def test_limiter_keeps_a_burst_under_the_api_limit(invoke, emulator, env):
 ])
 def test_api_status_codes_follow_the_decision(invoke, emulator, env, fault, status, retry_after):
     env.setenv("VOD_MAX_ATTEMPTS", "1")
-    emulator.inject(fault)
-    out = invoke(apigw_event(redraw_body(URL)))
+    emulator.inject(*[fault] * 12)  # throttling is retried until the time budget ends
+    out = invoke(apigw_event(redraw_body(URL)), {"request_id": "r", "time_limit_in_ms": 2500})
     assert out.result["statusCode"] == status
     assert ("Retry-After" in out.result["headers"]) is retry_after
     assert out.body["SessionId"]
