@@ -100,6 +100,7 @@ def test_attempt_timeout_is_bounded_by_the_remaining_time():
     clock = FakeClock()
     send, calls = _failing(["Timeout"] * 10)
     with pytest.raises(UpstreamError):
-        call_with_retries(send, deadline=Deadline(3000, 0, clock=clock), limiter=RateLimiter(1000, clock=clock, sleep=clock.sleep),
-                          max_attempts=10, http_timeout=5, rng=random.Random(0), sleep=clock.sleep)
+        call_with_retries(send, deadline=Deadline(3000, 0, clock=clock),
+                          limiter=RateLimiter(1000, clock=clock, sleep=clock.sleep), max_attempts=10,
+                          http_timeout=5, rng=random.Random(0), sleep=clock.sleep)
     assert calls[0] == pytest.approx(3.0) and all(t <= 3.0 for t in calls)
