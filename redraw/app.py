@@ -69,9 +69,10 @@ def handle(event: Any, context: Any) -> Any:
     logs.configure((env.get("REDRAW_LOG_LEVEL") or "INFO").upper(),
                    (env.get("TENCENTCLOUD_SECRETKEY", ""), env.get("TENCENTCLOUD_SESSIONTOKEN", "")))
     structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(
-        request_id=str(ctx.get("request_id") or uuid.uuid4()),
-        function=ctx.get("function_name") or env.get("SCF_FUNCTIONNAME"))
+    structlog.contextvars.bind_contextvars(request_id=str(ctx.get("request_id") or uuid.uuid4()))
+    function = ctx.get("function_name") or env.get("SCF_FUNCTIONNAME")
+    if function:
+        structlog.contextvars.bind_contextvars(function=str(function))
     log = logs.get_logger()
     try:
         trigger = events.detect(event)

@@ -59,14 +59,14 @@ def object_key(record: CosRecord) -> str:
 def session_id_for(record: CosRecord, key: str) -> str:
     """Deterministic SessionId: same upload (even redelivered) → same id; new upload → new id."""
     obj, ev = record.cos.cosObject, record.event
-    meta = obj.meta or {}
+    meta = {str(k).lower(): v for k, v in (obj.meta or {}).items()}
     identity = [
         record.bucket, key,
         str(meta.get("x-cos-request-id") or ""),
         str(ev.eventTime if ev.eventTime is not None else ""),
         str(obj.size if obj.size is not None else ""),
         str(obj.vid or ""),
-        str(meta.get("ETag") or meta.get("etag") or ""),
+        str(meta.get("etag") or ""),
     ]
     digest = hashlib.sha256("\x1f".join(identity).encode("utf-8")).hexdigest()
     return ("redraw-cos-" + digest)[:SESSION_ID_MAX]
