@@ -1,3 +1,5 @@
+"""``python -m redraw``: the command line (see redraw.cli)."""
 from .cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,19 +1,181 @@
 """Command line: ``python -m redraw`` (console script ``redraw``).
 
 Importing this module validates nothing and starts nothing; each command
-imports what it needs.
+imports what it needs (no pydantic, structlog or SDK before a command runs).
+
+Where VOD calls go (``invoke``, ``status``, ``submit``): ``--endpoint URL``, else the
+environment's VOD_ENDPOINT when it is a loopback address (an emulator), else an
+in-process emulator when VOD_ENDPOINT is unset (``invoke`` and ``submit`` only). The
+real, billed API (VOD_ENDPOINT unset or not loopback) is called only with ``--real``.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import sys
+import time
 import uuid
-from typing import Any, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
+
+from .errors import ConfigError, InvalidRequestError, RedrawError, UpstreamError
 
 DEMO_SUB_APP_ID = "1500000001"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EVENT_KINDS = ("cos", "cos-delete", "apigw", "direct")
+DEFAULT_KEY = "uploads/clip.mp4"
+_BUCKET_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?-[0-9]{5,}$")
+_REGION_RE = re.compile(r"^[a-z]{2,}(?:-[a-z0-9]+)+$")
 
+
+class CliError(Exception):
+    """One line for stderr, and the exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.message, self.code = message, code
+
+
+# --- output helpers -------------------------------------------------------------------------
+
+class _Bar:
+    """A one-line progress bar on stderr: ``\\r[#####.....]  50% PROCESSING``."""
+
+    open = False   # a bar line is on screen without its newline (shared: one terminal)
+
+    def __init__(self, width: int = 20) -> None:
+        self.width = width
+        self.last = ""
+
+    def draw(self, fraction: float, text: str) -> None:
+        fraction = min(1.0, max(0.0, fraction))
+        filled = int(round(fraction * self.width))
+        line = f"[{'#' * filled}{'.' * (self.width - filled)}] {int(fraction * 100):3d}% {text}"
+        if line == self.last and _Bar.open:
+            return
+        pad = " " * max(0, len(self.last) - len(line))
+        sys.stderr.write(f"\r{line}{pad}")
+        sys.stderr.flush()
+        self.last = line
+        _Bar.open = True
+
+    def message(self, text: str) -> None:
+        """A line of its own above the bar."""
+        if _Bar.open:
+            sys.stderr.write("\r" + " " * len(self.last) + "\r")
+        sys.stderr.write(text + "\n")
+        if _Bar.open:
+            sys.stderr.write(self.last)
+        sys.stderr.flush()
+
+    @staticmethod
+    def close() -> None:
+        if _Bar.open:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            _Bar.open = False
+
+
+def _note(message: str) -> None:
+    print(f"redraw: {message}", file=sys.stderr, flush=True)
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2)
+
+
+@contextlib.contextmanager
+def _environ(updates: Dict[str, Optional[str]]) -> Iterator[None]:
+    """Set (or, with None, remove) environment variables; restore them afterwards."""
+    saved = {name: os.environ.get(name) for name in updates}
+    try:
+        for name, value in updates.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _merged_env(updates: Dict[str, Optional[str]]) -> Dict[str, str]:
+    env = dict(os.environ)
+    for name, value in updates.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+# --- where VOD calls go ---------------------------------------------------------------------
+
+def is_loopback(host: str) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1 (``host`` may carry a port)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    name = (urlsplit("//" + host).hostname or "").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _refuse_real(host: str) -> CliError:
+    return CliError(f"refusing to call the real, billed VOD API at {host}: add --real to do that, "
+                    "or use --endpoint http://127.0.0.1:PORT with an emulator (redraw emulator)")
+
+
+@contextlib.contextmanager
+def vod_target(args: argparse.Namespace, *, embedded_ok: bool,
+               emulator_options: Optional[dict] = None) -> Iterator[Dict[str, Optional[str]]]:
+    """Decide where VOD calls go; yields the environment changes that point there.
+
+    Raises CliError (before any call) when that would be the real API without ``--real``.
+    With ``embedded_ok`` and no VOD_ENDPOINT at all, runs an in-process emulator meanwhile.
+    """
+    from .config import DEFAULT_ENDPOINT, parse_endpoint
+
+    endpoint = getattr(args, "endpoint", None)
+    if endpoint:
+        try:
+            parse_endpoint(endpoint)
+        except ConfigError:
+            raise CliError("--endpoint must be a host name or an http(s)://host[:port] URL") from None
+        yield {"VOD_ENDPOINT": endpoint}
+        return
+    raw = (os.environ.get("VOD_ENDPOINT") or "").strip()
+    if getattr(args, "real", False) or (raw and is_loopback(parse_endpoint(raw).host)):
+        yield {}
+        return
+    if raw:
+        raise _refuse_real(parse_endpoint(raw).host)
+    if not embedded_ok:
+        raise _refuse_real(DEFAULT_ENDPOINT)
+    from .emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, VodEmulator
+
+    emulator = VodEmulator(**(emulator_options or {})).start()
+    try:
+        _note(f"note: VOD_ENDPOINT is not set, so calls go to an in-process VOD emulator at "
+              f"{emulator.url}; nothing is sent to Tencent Cloud (--endpoint URL or --real to change)")
+        yield {"VOD_ENDPOINT": emulator.url, "TENCENTCLOUD_SECRETID": DEFAULT_SECRET_ID,
+               "TENCENTCLOUD_SECRETKEY": DEFAULT_SECRET_KEY, "TENCENTCLOUD_SESSIONTOKEN": None,
+               "VOD_SUB_APP_ID": os.environ.get("VOD_SUB_APP_ID") or DEMO_SUB_APP_ID}
+    finally:
+        emulator.stop()
+
+
+# --- invoke ---------------------------------------------------------------------------------
 
 def _context(time_limit_ms: int) -> dict:
     return {"request_id": str(uuid.uuid4()), "function_name": "redraw-local",
@@ -22,8 +184,10 @@ def _context(time_limit_ms: int) -> dict:
 
 
 def _read_event(path: str) -> Any:
-    text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
-    return json.loads(text)
+    if path == "-":
+        return json.loads(sys.stdin.read())
+    with open(path, encoding="utf-8") as handle:
+        return json.loads(handle.read())
 
 
 def _has_failures(result: Any) -> bool:
@@ -36,59 +200,518 @@ def _has_failures(result: Any) -> bool:
 
 def cmd_invoke(args: argparse.Namespace) -> int:
     from . import app
-    from .errors import RedrawError
 
     try:
         event = _read_event(args.event)
     except (OSError, ValueError) as exc:
-        print(f"redraw: cannot read event {args.event}: {exc}", file=sys.stderr)
-        return 2
-    emulator = None
-    if args.endpoint is None and not args.real:
-        from .emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, VodEmulator
+        raise CliError(f"cannot read event {args.event}: {exc}") from None
+    if args.time_limit_ms <= 0:
+        raise CliError("--time-limit-ms must be positive")
+    with vod_target(args, embedded_ok=True, emulator_options={"latency": args.latency}) as updates:
+        with _environ(updates):
+            app.reset()
+            try:
+                result = app.handle(event, _context(args.time_limit_ms))
+            except RedrawError as exc:
+                print(_dump({"error": exc.to_dict()}), flush=True)
+                return EXIT_FAILED
+            finally:
+                app.reset()
+    print(_dump(result), flush=True)
+    return EXIT_FAILED if _has_failures(result) else EXIT_OK
 
-        emulator = VodEmulator(latency=args.latency).start()
-        os.environ.update(VOD_ENDPOINT=emulator.url, TENCENTCLOUD_SECRETID=DEFAULT_SECRET_ID,
-                          TENCENTCLOUD_SECRETKEY=DEFAULT_SECRET_KEY)
-        os.environ.pop("TENCENTCLOUD_SESSIONTOKEN", None)
-        os.environ.setdefault("VOD_SUB_APP_ID", DEMO_SUB_APP_ID)
-        print(f"# VOD emulator on {emulator.url} (in-process)", file=sys.stderr)
-    elif args.endpoint is not None:
-        os.environ["VOD_ENDPOINT"] = args.endpoint
-    app.reset()
+
+# --- generate-event -------------------------------------------------------------------------
+
+def _numbered(key: str, count: int) -> List[str]:
+    """``clip.mp4`` × 3 → ``clip-001.mp4``, ``clip-002.mp4``, ``clip-003.mp4``."""
+    import posixpath
+
+    if count == 1:
+        return [key]
+    stem, ext = posixpath.splitext(key)
+    width = max(3, len(str(count)))
+    return [f"{stem}-{i:0{width}d}{ext}" for i in range(1, count + 1)]
+
+
+def cmd_generate_event(args: argparse.Namespace) -> int:
+    from urllib.parse import quote
+
+    from . import samples
+
+    if not _BUCKET_RE.match(args.bucket):
+        raise CliError("--bucket must look like NAME-APPID, e.g. media-1250000000 (lower-case "
+                       "letters, digits and hyphens, then the numeric APPID)")
+    if not _REGION_RE.match(args.region):
+        raise CliError("--region must look like ap-guangzhou")
+    keys = args.key or [DEFAULT_KEY]
+    for key in keys:
+        if not key or key.startswith("/") or key.endswith("/"):
+            raise CliError("--key must be an object key such as uploads/clip.mp4 "
+                           "(no leading or trailing /)")
+    cos_kind = args.kind in ("cos", "cos-delete")
+    if not cos_kind:
+        for flag, given in (("--records", args.records), ("--size", args.size)):
+            if given is not None:
+                raise CliError(f"{flag} applies to cos and cos-delete events only")
+        if len(keys) > 1:
+            raise CliError(f"{args.kind} events take one --key")
+    if args.base64 and args.kind != "apigw":
+        raise CliError("--base64 applies to apigw events only")
+    if args.url is not None and cos_kind:
+        raise CliError("--url applies to apigw and direct events (cos events are built from --key)")
+    if args.records is not None:
+        if not 1 <= args.records <= 1000:
+            raise CliError("--records must be between 1 and 1000")
+        if len(keys) > 1 and args.records != len(keys):
+            raise CliError("give one --key with --records N (keys are numbered), or several --key without it")
+        if len(keys) == 1:
+            keys = _numbered(keys[0], args.records)
+    if args.size is not None and args.size < 0:
+        raise CliError("--size must be 0 or more")
+
+    if cos_kind:
+        delete = args.kind == "cos-delete"
+        size = args.size if args.size is not None else (0 if delete else 7340032)
+        event: Any = samples.cos_event(
+            keys, bucket=args.bucket, region=args.region, size=size,
+            event_name="cos:ObjectRemove:Delete" if delete else "cos:ObjectCreated:Put")
+    else:
+        url = args.url or f"https://{args.bucket}.cos.{args.region}.myqcloud.com/{quote(keys[0], safe='/-_.~')}"
+        body = samples.redraw_body(url)
+        event = samples.apigw_event(body, base64_body=args.base64) if args.kind == "apigw" else body
+    print(_dump(event), flush=True)
+    return EXIT_OK
+
+
+# --- emulator -------------------------------------------------------------------------------
+
+class _Announce:
+    """Stands in for stdout while ``emulator.main`` runs: completes its "listening" line
+    with how to point the function at the emulator. Everything else passes through."""
+
+    _LISTENING = re.compile(r"^VOD emulator listening on (\S+) \(secret id (\S+)\)$")
+
+    def __init__(self, out: Any, key_hint: str, extra: str) -> None:
+        self._out, self._key_hint, self._extra, self._buffer = out, key_hint, extra, ""
+
+    def write(self, text: str) -> int:
+        self._buffer += text
+        while "\n" in self._buffer:
+            line, self._buffer = self._buffer.split("\n", 1)
+            match = self._LISTENING.match(line)
+            if match:
+                url, secret_id = match.groups()
+                line = (f"VOD emulator on {url} (SecretId {secret_id}; {self._extra}). Point the function "
+                        f"at it: VOD_ENDPOINT={url} VOD_SUB_APP_ID={DEMO_SUB_APP_ID} "
+                        f"TENCENTCLOUD_SECRETID={secret_id} TENCENTCLOUD_SECRETKEY={self._key_hint}"
+                        " -- Ctrl-C stops it")
+            self._out.write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        if self._buffer:
+            self._out.write(self._buffer)
+            self._buffer = ""
+        self._out.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._out, name)
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from . import emulator
+
+    if not 0 <= args.port <= 65535:
+        raise CliError("--port must be between 0 and 65535 (0: any free port)")
+    for flag, value in (("--rps", args.rps), ("--latency", args.latency),
+                        ("--task-duration", args.task_duration)):
+        if value < 0:
+            raise CliError(f"{flag} must be 0 or more")
+    if not 0.0 <= args.fault_rate <= 1.0:
+        raise CliError("--fault-rate must be between 0 and 1")
+    emulator.VodEmulator().inject(*args.fault)   # ValueError (one line) for an unknown fault
+    argv = ["--host", args.host, "--port", str(args.port), "--rps", str(args.rps),
+            "--latency", str(args.latency), "--task-duration", str(args.task_duration),
+            "--fault-rate", str(args.fault_rate)]
+    for fault in args.fault:
+        argv += ["--fault", fault]
+    custom_key = os.environ.get("VOD_EMULATOR_SECRET_KEY")   # emulator.main's own override
+    key_hint = ('"$VOD_EMULATOR_SECRET_KEY"' if custom_key else
+                f"{emulator.DEFAULT_SECRET_KEY} (the emulator's fixed public test key, not a secret)")
+    extra = (f"latency {args.latency:g} s, {args.fault_rate:.0%} random faults, "
+             f"tasks finish after {args.task_duration:g} s")
+    stdout = sys.stdout
+    sys.stdout = _Announce(stdout, key_hint, extra)  # type: ignore[assignment]
     try:
-        result = app.handle(event, _context(args.time_limit_ms))
-    except RedrawError as exc:
-        print(json.dumps({"error": exc.to_dict()}, ensure_ascii=False, indent=2))
-        return 1
+        return int(emulator.main(argv) or 0)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc} "
+                       "(try another --port, or --port 0)", EXIT_FAILED) from None
     finally:
-        if emulator is not None:
-            emulator.stop()
-    print(json.dumps(result, ensure_ascii=False, indent=2))
-    return 1 if _has_failures(result) else 0
+        sys.stdout = stdout
+
+
+# --- status ---------------------------------------------------------------------------------
+
+def _settings(updates: Dict[str, Optional[str]]) -> Any:
+    from .config import load_settings
+
+    return load_settings(_merged_env(updates))
+
+
+def _print_status(summary: dict, as_json: bool) -> None:
+    if as_json:
+        print(_dump(summary), flush=True)
+        return
+
+    def show(value: Any) -> str:
+        return "-" if value is None or value == "" else str(value)
+    progress = summary.get("Progress")
+    lines = [("TaskId", summary.get("TaskId")), ("Status", summary.get("Status")),
+             ("Progress", None if progress is None else f"{progress}%"),
+             ("ErrCode", summary.get("ErrCode")), ("Message", summary.get("Message"))]
+    output = summary.get("Output") or {}
+    if not output:
+        lines.append(("Output", None))
+    for key in ("FileId", "FileUrl", "FileType", "StorageMode", "MediaName", "ExpireTime"):
+        if output.get(key):
+            lines.append((f"Output.{key}", output[key]))
+    lines += [("SessionId", summary.get("SessionId")), ("SessionContext", summary.get("SessionContext")),
+              ("CreateTime", summary.get("CreateTime")), ("FinishTime", summary.get("FinishTime")),
+              ("RequestId", summary.get("RequestId"))]
+    width = max(len(name) for name, _ in lines) + 2
+    for name, value in lines:
+        print(f"{name:<{width}}{show(value)}")
+    sys.stdout.flush()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from . import policy, tasks
+    from .vod import VodClient
+
+    if args.interval <= 0 or args.timeout <= 0:
+        raise CliError("--interval and --timeout must be positive")
+    tasks.check_task_id(args.task_id)
+    with vod_target(args, embedded_ok=False) as updates:
+        settings = _settings(updates)
+    api = VodClient(settings)
+
+    def describe() -> dict:
+        return tasks.describe(api, settings.sub_app_id, args.task_id, settings.http_timeout)
+
+    if not args.wait:
+        current = describe()
+        _print_status(current, args.json)
+        return EXIT_FAILED if current["Status"] == "ABORTED" else EXIT_OK
+    bar = _Bar()
+    give_up = time.monotonic() + args.timeout
+    summary: Optional[dict] = None
+    while True:
+        try:
+            summary = describe()
+        except UpstreamError as exc:
+            if exc.decision != policy.RETRY or time.monotonic() >= give_up:
+                raise
+            bar.draw(0.0 if summary is None else (summary.get("Progress") or 0) / 100,
+                     f"(retrying: {exc.vod_code})")
+        else:
+            status = summary["Status"]
+            progress = summary.get("Progress") or 0
+            bar.draw(1.0 if status == "FINISH" else progress / 100, status)
+            if status in tasks.FINAL_STATES:
+                break
+        left = give_up - time.monotonic()
+        if left <= 0:
+            _Bar.close()
+            if summary is not None:
+                _print_status(summary, args.json)
+            last = summary["Status"] if summary else "unknown"
+            raise CliError(f"timed out after {args.timeout:g} s waiting for task {args.task_id} "
+                           f"(last status {last})", EXIT_FAILED)
+        time.sleep(min(args.interval, left))
+    _Bar.close()
+    _print_status(summary, args.json)
+    return EXIT_OK if summary["Status"] == "FINISH" else EXIT_FAILED
+
+
+# --- submit ---------------------------------------------------------------------------------
+
+def _dry_run(args: argparse.Namespace, rows: list) -> int:
+    from . import manifest
+
+    done = manifest.read_results(args.out) if args.out != "-" else {}
+    steps = manifest.plan(rows, done)
+    states = {r.row: (r.status, r.reason) for r in steps.immediate}
+    states.update({row.number: ("done", "recorded in " + args.out) for row in steps.already_done})
+    for row in rows:
+        status, reason = states.get(row.number, ("would_submit", None))
+        line = {"row": row.number, "status": status, "session_id": row.session_id, "reason": reason}
+        if status == "would_submit":
+            line["request"] = row.request
+        print(json.dumps(line, ensure_ascii=False))
+    invalid = sum(1 for r in steps.immediate if r.status == manifest.INVALID)
+    _note(f"dry run: {len(rows)} rows: {len(steps.todo)} to submit, {len(steps.already_done)} already done, "
+          f"{len(steps.immediate) - invalid} repeated, {invalid} invalid; nothing was sent")
+    return EXIT_FAILED if invalid else EXIT_OK
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from . import manifest
+
+    if not 0 < args.rps <= 1000:
+        raise CliError("--rps must be more than 0 and at most 1000 (VOD allows 20)")
+    if not 1 <= args.concurrency <= 64:
+        raise CliError("--concurrency must be between 1 and 64")
+    rows = manifest.read_manifest(args.manifest)
+    if args.dry_run:
+        for row in rows:
+            if not row.valid:
+                _note(f"row {row.number} (line {row.line}): {row.reason()}")
+        return _dry_run(args, rows)
+    lines = {row.number: row.line for row in rows}
+
+    from .resilience import RateLimiter
+    from .service import Runtime
+    from .vod import VodClient
+
+    with vod_target(args, embedded_ok=True) as updates:
+        updates = dict(updates, VOD_MAX_CONCURRENCY=str(args.concurrency))
+        settings = _settings(updates)
+        target = {"endpoint": settings.endpoint.url, "sub_app_id": settings.sub_app_id}
+        done = manifest.read_results(args.out, target) if args.out != "-" else {}
+        steps = manifest.plan(rows, done)
+        runtime = Runtime(settings, VodClient(settings), RateLimiter(args.rps))
+        counts = {s: 0 for s in (manifest.SUBMITTED, manifest.DUPLICATE, manifest.SKIPPED,
+                                 manifest.FAILED, manifest.INVALID)}
+        total = len(steps.immediate) + len(steps.todo)
+        bar = _Bar()
+        if args.out == "-":
+            sink = sys.stdout
+        else:
+            if os.path.exists(args.out) and os.path.getsize(args.out) > 0:
+                with open(args.out, "rb") as existing:
+                    existing.seek(-1, os.SEEK_END)
+                    needs_newline = existing.read(1) != b"\n"
+            else:
+                needs_newline = False
+            sink = open(args.out, "a", encoding="utf-8")
+            if needs_newline:
+                sink.write("\n")
+
+        def record(result: Any) -> None:
+            counts[result.status] = counts.get(result.status, 0) + 1
+            sink.write(json.dumps(result.to_dict(target), ensure_ascii=False) + "\n")
+            sink.flush()
+            if result.status in (manifest.FAILED, manifest.INVALID):
+                prefix = "" if result.status == manifest.INVALID else "failed: "
+                bar.message(f"redraw: row {result.row} (line {lines[result.row]}): {prefix}{result.reason}")
+            finished = sum(counts.values())
+            bar.draw(finished / total if total else 1.0, f"{finished}/{total} rows")
+
+        try:
+            for result in steps.immediate:
+                record(result)
+            manifest.submit_rows(runtime, steps.todo, concurrency=args.concurrency, on_result=record)
+        finally:
+            _Bar.close()
+            if sink is not sys.stdout:
+                sink.close()
+    where = "" if args.out == "-" else f"; results in {args.out}"
+    summary = (f"{len(rows)} rows: {counts['submitted']} submitted, {counts['duplicate']} duplicate, "
+               f"{len(steps.already_done)} already done, {counts['skipped']} repeated, "
+               f"{counts['invalid']} invalid, {counts['failed']} failed{where}")
+    if args.out == "-":
+        _note(summary)
+    else:
+        print(summary, flush=True)
+    return EXIT_FAILED if counts["failed"] or counts["invalid"] else EXIT_OK
+
+
+# --- the parser -----------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, not usage + error
+        self.exit(EXIT_USAGE, f"redraw: {message} (see: {self.prog} --help)\n")
+
+
+_TARGET_HELP = ("Calls go to --endpoint, else to VOD_ENDPOINT when it is a loopback emulator; "
+                "the real, billed API only with --real.")
+
+
+def _add_target(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--endpoint", metavar="URL",
+                   help=f"VOD endpoint to {what} (e.g. http://127.0.0.1:9000); credentials from the environment")
+    p.add_argument("--real", action="store_true",
+                   help="allow the real, billed VOD API: VOD_ENDPOINT or vod.intl.tencentcloudapi.com, "
+                        "with credentials from the environment")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="redraw", description=__doc__.split("\n")[0])
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(
+        prog="redraw", formatter_class=formatter,
+        description="Run, test and feed the redraw function locally (COS uploads and HTTP requests "
+                    "to VOD CreateAigcVideoRedrawTask).",
+        epilog="examples:\n"
+               "  redraw generate-event cos --key 'uploads/My Clip.mp4' > event.json\n"
+               "  redraw invoke event.json            # against an in-process VOD emulator\n"
+               "  redraw emulator --port 9000         # a VOD emulator for other shells\n"
+               "  redraw submit events/manifest.csv   # bulk-submit a manifest\n"
+               "  redraw status TASK_ID --wait\n"
+               "Run 'redraw COMMAND --help' for each command's options.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    p = sub.add_parser("invoke", help="run main_handler locally on an event file",
-                       description="Run main_handler on an event (file or - for stdin). By default "
-                                   "against an in-process VOD emulator.",
-                       epilog="example: redraw invoke events/cos-put.json")
+
+    p = sub.add_parser(
+        "invoke", help="run main_handler on an event file", formatter_class=formatter,
+        description="Run main_handler on an event (a file, or - for stdin) and print the function's "
+                    "JSON log lines, then its result. Exit 1 when the result has a failure.\n"
+                    "Without VOD_ENDPOINT the calls go to an in-process VOD emulator. " + _TARGET_HELP,
+        epilog="examples:\n"
+               "  redraw invoke events/cos-put.json\n"
+               "  redraw generate-event apigw | redraw invoke -\n"
+               "  redraw invoke --endpoint http://127.0.0.1:9000 events/direct.json")
     p.add_argument("event", help="event JSON file, or - for stdin")
-    p.add_argument("--endpoint", help="VOD endpoint to call instead of the embedded emulator")
-    p.add_argument("--real", action="store_true",
-                   help="call the real, billed VOD API with credentials from the environment")
-    p.add_argument("--latency", type=float, default=0.0, help="emulator answer delay in seconds")
+    _add_target(p, "call instead of the in-process emulator")
+    p.add_argument("--latency", type=float, default=0.0, help="in-process emulator answer delay, seconds")
     p.add_argument("--time-limit-ms", type=int, default=30000, help="the context's time_limit_in_ms")
     p.set_defaults(func=cmd_invoke)
+
+    p = sub.add_parser(
+        "generate-event", help="print a realistic sample event", formatter_class=formatter,
+        description="Print a sample event as the platform sends it: a COS upload (cos) or delete "
+                    "(cos-delete) notification, an API Gateway request (apigw), or a direct "
+                    "invocation body (direct). Keys are given decoded; the event carries them "
+                    "percent-encoded like COS does. --url is not checked, to make bad requests on purpose.",
+        epilog="examples:\n"
+               "  redraw generate-event cos --key 'uploads/夏天 clip.mp4' --records 3\n"
+               "  redraw generate-event apigw --base64 --url https://example.com/a.mp4\n"
+               "  redraw generate-event cos --bucket videos-1250000000 | redraw invoke -")
+    p.add_argument("kind", choices=EVENT_KINDS, help="which event")
+    p.add_argument("--bucket", default="media-1250000000", help="NAME-APPID (default %(default)s)")
+    p.add_argument("--region", default="ap-guangzhou", help="default %(default)s")
+    p.add_argument("--key", action="append", metavar="KEY",
+                   help=f"object key, decoded (repeatable; default {DEFAULT_KEY})")
+    p.add_argument("--records", type=int, metavar="N",
+                   help="N records; one --key gets a numbered suffix (clip-001.mp4, ...)")
+    p.add_argument("--base64", action="store_true", help="apigw: base64-encode the body")
+    p.add_argument("--size", type=int, metavar="BYTES", help="cos: object size")
+    p.add_argument("--url", help="apigw/direct: the video URL (default: the --key object's URL)")
+    p.set_defaults(func=cmd_generate_event)
+
+    p = sub.add_parser(
+        "emulator", help="run a VOD emulator server until Ctrl-C", formatter_class=formatter,
+        description="Run the loopback VOD emulator (CreateAigcVideoRedrawTask and DescribeTaskDetail, "
+                    "TC3 signatures checked) until Ctrl-C or SIGTERM. The first output line says how to "
+                    "point the function (or redraw invoke/submit/status) at it.",
+        epilog="examples:\n"
+               "  redraw emulator --port 9000 --latency 0.2 --fault-rate 0.05\n"
+               "  redraw emulator --fault InternalError --fault RequestLimitExceeded --fault-rate 0\n"
+               "faults: an error code (InternalError, ...), http500/http502/http503, drop, "
+               "drop_after_accept, slow:SECONDS, malformed, empty")
+    p.add_argument("--port", type=int, default=9000, help="default %(default)s; 0 picks a free port")
+    p.add_argument("--host", default="127.0.0.1", help="default %(default)s")
+    p.add_argument("--rps", type=int, default=20, help="CreateAigcVideoRedrawTask limit per second "
+                                                       "(default %(default)s; 0: off)")
+    p.add_argument("--latency", type=float, default=0.2, help="seconds added to every answer "
+                                                              "(default %(default)s)")
+    p.add_argument("--fault", action="extend", nargs="+", default=[], metavar="CODE",
+                   help="queue faults for the next CreateAigcVideoRedrawTask calls, in order")
+    p.add_argument("--fault-rate", type=float, default=0.05,
+                   help="share of calls answered with a random fault (default %(default)s)")
+    p.add_argument("--task-duration", type=float, default=5.0,
+                   help="seconds from creation to FINISH (default %(default)s); a URL containing "
+                        "'abort' ends ABORTED")
+    p.set_defaults(func=cmd_emulator)
+
+    p = sub.add_parser(
+        "status", help="show a task (DescribeTaskDetail), optionally wait for it",
+        formatter_class=formatter,
+        description="Show a redraw task through the function's configuration (VOD_ENDPOINT, "
+                    "VOD_SUB_APP_ID, TENCENTCLOUD_*). Exit 0, or 1 when the task is ABORTED, "
+                    "unknown, or --wait times out; 2 for usage or configuration errors. " + _TARGET_HELP,
+        epilog="examples:\n"
+               "  redraw status 1500000001-AigcVideoRedrawTask-0123abcd --wait\n"
+               "  redraw status TASK_ID --json --real")
+    p.add_argument("task_id", metavar="TASK_ID")
+    p.add_argument("--wait", action="store_true", help="poll until FINISH or ABORTED (progress on stderr)")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between polls (default %(default)s)")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait at most (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    _add_target(p, "ask")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "submit", help="bulk-submit the rows of a CSV or JSON-lines manifest",
+        formatter_class=formatter,
+        description="Create one redraw task per manifest row. CSV: a header row, columns url or "
+                    "file_id, and optionally style, storage_mode, media_name, class_id, expire_time, "
+                    "priority, session_context, session_id. JSON lines: objects with those keys, or "
+                    "with the API's field names (FileInfo, TaskInfo, OutputConfig, ...).\n"
+                    "Each row's SessionId is derived from its content unless given, so running a "
+                    "manifest again creates nothing twice; rows --out already records as submitted "
+                    "or duplicate (for the same endpoint and SubAppId) are skipped without a call. "
+                    "Exit 1 if a row is invalid or failed.\n"
+                    "Without VOD_ENDPOINT the rows go to an in-process VOD emulator. " + _TARGET_HELP,
+        epilog="examples:\n"
+               "  redraw submit events/manifest.csv --dry-run\n"
+               "  redraw submit events/manifest.csv --endpoint http://127.0.0.1:9000 --out results.jsonl\n"
+               "  redraw submit videos.jsonl --real --rps 10   # the real, billed API")
+    p.add_argument("manifest", metavar="MANIFEST", help="a .csv or .jsonl file, or - for stdin")
+    p.add_argument("--out", default="results.jsonl",
+                   help="results file, one JSON line per row, appended (default %(default)s; - for stdout)")
+    p.add_argument("--rps", type=float, default=20.0, help="requests per second at most (default %(default)g)")
+    p.add_argument("--concurrency", type=int, default=10, help="requests in flight (default %(default)s)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate and show what would be submitted; no configuration needed, nothing sent")
+    _add_target(p, "submit to")
+    p.set_defaults(func=cmd_submit)
     return parser
+
+
+# --- main -----------------------------------------------------------------------------------
+
+def _error_line(exc: BaseException) -> str:
+    if isinstance(exc, UpstreamError):
+        from . import policy
+
+        text = f"VOD error {exc.vod_code}: {exc.message}"
+        if exc.request_id:
+            text += f" (RequestId {exc.request_id})"
+        hint = policy.decide(exc.vod_code).hint
+        return f"{text}; {hint}" if hint else text
+    if isinstance(exc, InvalidRequestError) and exc.fields:
+        return exc.message + ": " + ", ".join(f"{f['field']} ({f['problem']})" for f in exc.fields)
+    if isinstance(exc, RedrawError):
+        return exc.message
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error, already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    return int(args.func(args))
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        code, message = EXIT_INTERRUPTED, "interrupted"
+    except CliError as exc:
+        code, message = exc.code, exc.message
+    except (ConfigError, InvalidRequestError) as exc:
+        code, message = EXIT_USAGE, _error_line(exc)
+    except RedrawError as exc:
+        code, message = EXIT_FAILED, _error_line(exc)
+    except ValueError as exc:   # includes a bad manifest (manifest.ManifestError)
+        code, message = EXIT_USAGE, _error_line(exc)
+    except OSError as exc:
+        code, message = EXIT_FAILED, _error_line(exc)
+    _Bar.close()
+    print(f"redraw: {message}", file=sys.stderr, flush=True)
+    return code

@@ -204,8 +204,12 @@ def prepare_request(data: Any, settings: Settings) -> Tuple[dict, str]:
     if problems:
         names = ", ".join(p["field"] for p in problems)
         raise InvalidRequestError(f"invalid request fields: {names}", problems)
-    params = task_defaults(settings)
-    params.update(request.to_params(sub_app_id))
+    params = request.to_params(sub_app_id)
+    for name, default in task_defaults(settings).items():  # defaults fill what the request leaves out
+        if isinstance(default, dict):
+            params[name] = {**default, **params.get(name, {})}
+        else:
+            params.setdefault(name, default)
     if not params.get("SessionId"):
         params["SessionId"] = "redraw-" + uuid.uuid4().hex
     return params, params["SessionId"]

@@ -152,3 +152,16 @@ def test_get_task_status_and_404(invoke, emulator):
     bad = invoke(apigw_event(None, method="GET", path="/tasks/%3Cscript%3E"))
     assert bad.result["statusCode"] == 400
     assert invoke(apigw_event(None, method="POST", path=f"/tasks/{task_id}")).result["statusCode"] == 405
+
+
+def test_configured_defaults_fill_only_what_the_request_leaves_out(invoke, emulator, env):
+    env.setenv("REDRAW_STYLE", "anime")
+    env.setenv("REDRAW_STORAGE_MODE", "Permanent")
+    env.setenv("REDRAW_TASKS_PRIORITY", "2")
+    out = invoke(apigw_event(redraw_body(URL, OutputConfig={"MediaName": "mine"}, TasksPriority=-1)))
+    assert out.result["statusCode"] == 200
+    params = emulator.calls[-1]["params"]
+    assert params["OutputConfig"] == {"StorageMode": "Permanent", "MediaName": "mine"}
+    assert params["TaskInfo"] == {"Style": "anime"} and params["TasksPriority"] == -1
+    invoke(apigw_event(redraw_body(URL, TaskInfo={"Style": "ink"})))
+    assert emulator.calls[-1]["params"]["TaskInfo"] == {"Style": "ink"}
