@@ -606,7 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "point the function (or redraw invoke/submit/status) at it.",
         epilog="examples:\n"
                "  redraw emulator --port 9000 --latency 0.2 --fault-rate 0.05\n"
-               "  redraw emulator --fault InternalError --fault RequestLimitExceeded --fault-rate 0\n"
+               "  redraw emulator --fault InternalError --fault RequestLimitExceeded\n"
                "faults: an error code (InternalError, ...), http500/http502/http503, drop, "
                "drop_after_accept, slow:SECONDS, malformed, empty")
     p.add_argument("--port", type=int, default=9000, help="default %(default)s; 0 picks a free port")
@@ -617,7 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                               "(default %(default)s)")
     p.add_argument("--fault", action="extend", nargs="+", default=[], metavar="CODE",
                    help="queue faults for the next CreateAigcVideoRedrawTask calls, in order")
-    p.add_argument("--fault-rate", type=float, default=0.05,
+    p.add_argument("--fault-rate", type=float, default=0.0,
                    help="share of calls answered with a random fault (default %(default)s)")
     p.add_argument("--task-duration", type=float, default=5.0,
                    help="seconds from creation to FINISH (default %(default)s); a URL containing "
