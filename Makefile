@@ -5,11 +5,12 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EVENT  ?= events/cos-put.json
 
-.PHONY: setup demo test lint bench package package-local clean
+.PHONY: setup demo test lint bench soak package package-local clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -21,6 +22,24 @@ demo: $(STAMP)
 ## Run the test suite (what CI runs).
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+## Deployment zip for SCF (Linux x86_64, CPython 3.10 wheels + 3.10 bytecode): dist/redraw-scf.zip.
+## PY310=/path/to/python3.10 picks the interpreter that compiles the bytecode (default: searched for).
+package: $(STAMP)
+	$(PY) scripts/package.py --target scf $(if $(PY310),--python $(PY310))
+
+## The same zip for this machine's Python (dist/redraw-scf-local.zip); the benchmarks start it.
+package-local: $(STAMP)
+	$(PY) scripts/package.py --target local
+
+## Cold start, warm overhead, connections, burst, package size: table + benchmarks/results.md.
+## BENCH_ARGS=--quick for fewer repetitions.
+bench: $(STAMP) package package-local
+	$(PY) benchmarks/bench.py $(BENCH_ARGS)
+
+## 1,000 records through main_handler against a faulty, rate-limited emulator: benchmarks/soak-results.md.
+soak: $(STAMP)
+	$(PY) benchmarks/soak.py $(SOAK_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -87,8 +87,8 @@ _configured_level: list = []
 def configure(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
     """Configure structlog (idempotent); register secret values to scrub."""
     redactor.values = tuple(sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True))
-    if _configured_level == [level]:
-        return
+    if _configured_level == [level] and redactor in structlog.get_config()["processors"]:
+        return  # already ours (someone else's structlog.configure would have replaced it)
     _configured_level[:] = [level]
     structlog.configure(
         processors=[

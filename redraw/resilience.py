@@ -48,7 +48,7 @@ class RateLimiter:
     later than they left never land in the same server-side second.
     """
 
-    def __init__(self, rate: float, window: float = 1.0, margin: float = 0.05,
+    def __init__(self, rate: float, window: float = 1.0, margin: float = 0.1,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if rate >= 1:
