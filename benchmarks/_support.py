@@ -4,11 +4,13 @@ from __future__ import annotations
 import contextlib
 import datetime
 import importlib.util
+import json
 import os
 import platform
 import statistics
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Iterator, List, Sequence
 
@@ -101,3 +103,28 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     out = [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     out += [line(r) for r in rows]
     return "\n".join(out)
+
+
+class LogCapture:
+    """Thread-safe stand-in for sys.stdout keeping every JSON log line."""
+
+    def __init__(self) -> None:
+        self._parts: List[str] = []
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._parts.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def lines(self) -> List[dict]:
+        out = []
+        for raw in "".join(self._parts).splitlines():
+            try:
+                out.append(json.loads(raw))
+            except ValueError:
+                out.append({"event": "<not json>", "raw": raw[:200]})
+        return out

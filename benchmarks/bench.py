@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import compileall
-import io
 import json
 import os
 import py_compile
@@ -48,7 +47,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -314,28 +312,6 @@ def cold_start(cfg: dict, mode: str) -> List[Variant]:
 
 # --- in-process measurements ---------------------------------------------------------------------
 
-class _Capture(io.TextIOBase):
-    """A thread-safe stdout that keeps the JSON log lines."""
-
-    def __init__(self) -> None:
-        self._parts: List[str] = []
-        self._lock = threading.Lock()
-
-    def write(self, text: str) -> int:
-        with self._lock:
-            self._parts.append(text)
-        return len(text)
-
-    def lines(self) -> List[dict]:
-        out = []
-        for raw in "".join(self._parts).splitlines():
-            try:
-                out.append(json.loads(raw))
-            except ValueError:
-                pass
-        return out
-
-
 def warm_overhead(cfg: dict) -> dict:
     import handler
     from tencentcloud.common.common_client import CommonClient
@@ -423,7 +399,7 @@ def burst(cfg: dict) -> dict:
         S.apply_env(S.function_env(emu.url))  # defaults: VOD_MAX_RPS=20, VOD_MAX_CONCURRENCY=10
         S.reset_container()
         event = cos_event([f"uploads/burst/clip-{i:03d}.mp4" for i in range(n)])
-        capture = _Capture()
+        capture = S.LogCapture()
         saved, sys.stdout = sys.stdout, capture
         raised = None
         try:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import random
 import sys
 import threading
@@ -43,31 +42,6 @@ from _support import BENCH  # noqa: E402
 
 from redraw.emulator import VodEmulator  # noqa: E402
 from redraw.samples import cos_event  # noqa: E402
-
-
-class _Capture:
-    """Thread-safe stand-in for sys.stdout keeping every log line."""
-
-    def __init__(self) -> None:
-        self._parts: List[str] = []
-        self._lock = threading.Lock()
-
-    def write(self, text: str) -> int:
-        with self._lock:
-            self._parts.append(text)
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-    def lines(self) -> List[dict]:
-        out = []
-        for raw in "".join(self._parts).splitlines():
-            try:
-                out.append(json.loads(raw))
-            except ValueError:
-                out.append({"event": "<not json>", "raw": raw[:200]})
-        return out
 
 
 def plan_events(records: int, max_size: int, seed: int) -> List[List[str]]:
@@ -94,7 +68,7 @@ def run_soak(records: int = 1000, max_size: int = 50, seed: int = 7, parallel: i
     plans = plan_events(records, max_size, seed)
     deliveries: List[dict] = []
     deliveries_lock = threading.Lock()
-    capture = _Capture()
+    capture = S.LogCapture()
     with VodEmulator(rps=rps, latency=latency, fault_rate=fault_rate, fault_seed=seed) as emu:
         extra = {"VOD_MAX_ATTEMPTS": str(max_attempts)} if max_attempts else {}
         S.apply_env(S.function_env(emu.url, **extra))      # the function's defaults otherwise

@@ -48,13 +48,6 @@ def url_params(**extra):
     return params
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch):
-    # The SDK passes HTTP_PROXY from the environment explicitly to requests, bypassing NO_PROXY.
-    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-
-
 @pytest.fixture
 def emu():
     with VodEmulator(known_file_ids={KNOWN_FILE, ABORT_FILE}, task_duration=0.3) as emulator:
