@@ -286,39 +286,6 @@ def cmd_generate_event(args: argparse.Namespace) -> int:
 
 # --- emulator -------------------------------------------------------------------------------
 
-class _Announce:
-    """Stands in for stdout while ``emulator.main`` runs: completes its "listening" line
-    with how to point the function at the emulator. Everything else passes through."""
-
-    _LISTENING = re.compile(r"^VOD emulator listening on (\S+) \(secret id (\S+)\)$")
-
-    def __init__(self, out: Any, key_hint: str, extra: str) -> None:
-        self._out, self._key_hint, self._extra, self._buffer = out, key_hint, extra, ""
-
-    def write(self, text: str) -> int:
-        self._buffer += text
-        while "\n" in self._buffer:
-            line, self._buffer = self._buffer.split("\n", 1)
-            match = self._LISTENING.match(line)
-            if match:
-                url, secret_id = match.groups()
-                line = (f"VOD emulator on {url} (SecretId {secret_id}; {self._extra}). Point the function "
-                        f"at it: VOD_ENDPOINT={url} VOD_SUB_APP_ID={DEMO_SUB_APP_ID} "
-                        f"TENCENTCLOUD_SECRETID={secret_id} TENCENTCLOUD_SECRETKEY={self._key_hint}"
-                        " -- Ctrl-C stops it")
-            self._out.write(line + "\n")
-        return len(text)
-
-    def flush(self) -> None:
-        if self._buffer:
-            self._out.write(self._buffer)
-            self._buffer = ""
-        self._out.flush()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._out, name)
-
-
 def cmd_emulator(args: argparse.Namespace) -> int:
     from . import emulator
 
@@ -330,26 +297,25 @@ def cmd_emulator(args: argparse.Namespace) -> int:
             raise CliError(f"{flag} must be 0 or more")
     if not 0.0 <= args.fault_rate <= 1.0:
         raise CliError("--fault-rate must be between 0 and 1")
-    emulator.VodEmulator().inject(*args.fault)   # ValueError (one line) for an unknown fault
-    argv = ["--host", args.host, "--port", str(args.port), "--rps", str(args.rps),
-            "--latency", str(args.latency), "--task-duration", str(args.task_duration),
-            "--fault-rate", str(args.fault_rate)]
-    for fault in args.fault:
-        argv += ["--fault", fault]
-    custom_key = os.environ.get("VOD_EMULATOR_SECRET_KEY")   # emulator.main's own override
-    key_hint = ('"$VOD_EMULATOR_SECRET_KEY"' if custom_key else
+    key = os.environ.get("VOD_EMULATOR_SECRET_KEY")   # a key of your own, never printed
+    emu = emulator.VodEmulator(secret_key=key or emulator.DEFAULT_SECRET_KEY, host=args.host, port=args.port,
+                               rps=args.rps, latency=args.latency, task_duration=args.task_duration,
+                               fault_rate=args.fault_rate)
+    emu.inject(*args.fault)   # ValueError (one line) for an unknown fault
+    key_hint = ('"$VOD_EMULATOR_SECRET_KEY"' if key else
                 f"{emulator.DEFAULT_SECRET_KEY} (the emulator's fixed public test key, not a secret)")
-    extra = (f"latency {args.latency:g} s, {args.fault_rate:.0%} random faults, "
-             f"tasks finish after {args.task_duration:g} s")
-    stdout = sys.stdout
-    sys.stdout = _Announce(stdout, key_hint, extra)  # type: ignore[assignment]
+
+    def banner(e: Any) -> str:
+        return (f"VOD emulator on {e.url} (SecretId {e.secret_id}; latency {args.latency:g} s, "
+                f"{args.fault_rate:.0%} random faults, tasks finish after {args.task_duration:g} s). "
+                f"Point the function at it: VOD_ENDPOINT={e.url} VOD_SUB_APP_ID={DEMO_SUB_APP_ID} "
+                f"TENCENTCLOUD_SECRETID={e.secret_id} TENCENTCLOUD_SECRETKEY={key_hint} -- Ctrl-C stops it")
+
     try:
-        return int(emulator.main(argv) or 0)
+        return emulator.serve(emu, banner)
     except OSError as exc:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc} "
                        "(try another --port, or --port 0)", EXIT_FAILED) from None
-    finally:
-        sys.stdout = stdout
 
 
 # --- status ---------------------------------------------------------------------------------

@@ -800,7 +800,6 @@ class VodEmulator:
 def main(argv=None) -> int:
     import argparse
     import os
-    import signal
 
     parser = argparse.ArgumentParser(
         prog="python -m redraw.emulator",
@@ -847,13 +846,20 @@ def main(argv=None) -> int:
         emulator.inject(*args.fault)
     except ValueError as exc:
         parser.error(str(exc))
+    return serve(emulator, lambda emu: f"VOD emulator listening on {emu.url} (secret id {emu.secret_id})")
+
+
+def serve(emulator: "VodEmulator", banner) -> int:
+    """Start ``emulator``, print ``banner(emulator)``, serve until Ctrl-C or SIGTERM."""
+    import signal
+
     stop = threading.Event()
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    emulator.start()
-    print(f"VOD emulator listening on {emulator.url} (secret id {emulator.secret_id})", flush=True)
     try:
+        emulator.start()
+        print(banner(emulator), flush=True)
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:
