@@ -136,7 +136,7 @@ def _cos(rt: Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
     counts = {s: sum(1 for r in results if r["status"] == s)
               for s in (service.SUBMITTED, service.DUPLICATE, service.SKIPPED, FAILED)}
     retry = [o.result() for o in outcomes if o.retryable]
-    log.info("cos.event", outcome="retry" if retry else "done", records=len(results),
+    log.debug("cos.event", outcome="retry" if retry else "done", records=len(results),
              duration_ms=deadline.elapsed_ms(), **counts)
     if retry:
         raise RetryableFailuresError(retry)

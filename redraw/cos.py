@@ -45,7 +45,8 @@ def object_key(record: CosRecord) -> str:
     """The decoded key; the event's ``/APPID/NAME/key`` form is percent-encoded."""
     raw = record.cos.cosObject.key
     name, appid = record.cos.cosBucket.name, record.cos.cosBucket.appid
-    for prefix in (f"/{appid}/{name}/", f"/{appid}/{record.bucket}/"):
+    short = name[:-len(f"-{appid}")] if name.endswith(f"-{appid}") else name
+    for prefix in (f"/{appid}/{short}/", f"/{appid}/{record.bucket}/"):
         if appid not in (None, "") and raw.startswith(prefix):
             return unquote(raw[len(prefix):])
     url = record.cos.cosObject.url

@@ -41,8 +41,8 @@ class InputFileInfo(BaseModel):
 
     model_config = _STRICT
     Type: Literal["File", "Url"]
-    FileId: Optional[str] = Field(None, min_length=1, max_length=128)
-    Url: Optional[str] = Field(None, min_length=1, max_length=4096)
+    FileId: Optional[str] = Field(None, min_length=1, max_length=1024)
+    Url: Optional[str] = Field(None, min_length=1, max_length=8192)
 
     @field_validator("Url")
     @classmethod
@@ -99,7 +99,7 @@ class RedrawRequest(BaseModel):
     SessionId: Optional[str] = Field(None, max_length=50)
     SessionContext: Optional[str] = Field(None, max_length=1000)
     TasksPriority: Optional[int] = Field(None, ge=-10, le=10)
-    ExtInfo: Optional[str] = Field(None, max_length=1000)
+    ExtInfo: Optional[str] = None
 
     def to_params(self, sub_app_id: int) -> dict:
         """The VOD request parameters, with the SubAppId decided by the caller."""

@@ -47,7 +47,7 @@ def test_multi_record_event_keeps_record_order(invoke, emulator):
     assert statuses == ["submitted", "skipped", "submitted"]
     assert [r["key"] for r in out.result["results"]] == ["uploads/a.mp4", "uploads/cover.jpg", "uploads/B-Roll.MOV"]
     assert emulator.task_count == 2
-    assert len(out.lines("cos.record")) == 3
+    assert [line["event"] for line in out.logs] == ["cos.record"] * 3  # one line per record
 
 
 def test_delete_and_non_videos_and_huge_objects_are_skipped_without_a_call(invoke, emulator):
@@ -138,3 +138,24 @@ def test_uploader_signature_never_logged(invoke, emulator):
     out = invoke(event)
     assert "feedface0123456789" not in out.stdout
     assert "feedface0123456789" not in json.dumps(out.result)
+
+
+def test_bucket_name_that_already_carries_the_appid(invoke, emulator):
+    event = cos_event(["in/a b.mp4"])
+    event["Records"][0]["cos"]["cosBucket"]["name"] = "media-1250000000"
+    out = invoke(event)
+    [result] = out.result["results"]
+    assert result["status"] == "submitted" and result["key"] == "in/a b.mp4"
+    assert json.loads(emulator.calls[-1]["params"]["SessionContext"])["bucket"] == "media-1250000000"
+
+
+def test_string_event_time_and_missing_request_id_still_give_a_stable_session_id(invoke, emulator):
+    event = cos_event(["legacy.mp4"], event_time=0)
+    record = event["Records"][0]
+    record["event"]["eventTime"] = "2018-12-19T07:49:30Z"
+    record["cos"]["cosObject"]["size"] = "1029"
+    del record["cos"]["cosObject"]["meta"]["x-cos-request-id"]
+    first = invoke(event)
+    again = invoke(json.loads(json.dumps(event)))
+    assert first.result["results"][0]["status"] == "submitted"
+    assert again.result["results"][0]["status"] == "duplicate"
