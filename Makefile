@@ -43,6 +43,7 @@ soak: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m mypy redraw handler.py
 
 clean:
 	rm -rf $(VENV) dist .pytest_cache .ruff_cache .hypothesis

@@ -27,12 +27,17 @@ def response(status: int, body: dict, headers: Optional[dict] = None) -> dict:
             "body": json.dumps(body, ensure_ascii=False, separators=(",", ":"))}
 
 
+def _as_dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
 def route(event: dict) -> Tuple[str, Optional[str]]:
     """``("create", None)`` or ``("status", task_id)``; raises MethodNotAllowedError."""
     method = str(event.get("httpMethod") or "").upper()
-    context = event.get("requestContext") if isinstance(event.get("requestContext"), dict) else {}
-    path = event.get("path") if isinstance(event.get("path"), str) else str(context.get("path") or "")
-    params = event.get("pathParameters") if isinstance(event.get("pathParameters"), dict) else {}
+    context = _as_dict(event.get("requestContext"))
+    path = event.get("path")
+    path = path if isinstance(path, str) else str(context.get("path") or "")
+    params = _as_dict(event.get("pathParameters"))
     match = _TASK_PATH.search(path)
     task_id = params.get("TaskId") or params.get("taskId") or (match.group(1) if match else None)
     if task_id is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
@@ -110,15 +110,15 @@ class _Reader:
         self.env = env
         self.errors: list = []
 
-    def str(self, name: str) -> Optional[str]:
+    def text(self, name: str) -> Optional[str]:
         value = self.env.get(name)
         if value is None or value.strip() == "":
             return None
         return value.strip()
 
-    def int(self, name: str, default: Optional[int], lo: Optional[int] = None,
+    def integer(self, name: str, default: Optional[int], lo: Optional[int] = None,
             hi: Optional[int] = None) -> Optional[int]:
-        raw = self.str(name)
+        raw = self.text(name)
         if raw is None:
             return default
         try:
@@ -131,8 +131,8 @@ class _Reader:
             return default
         return value
 
-    def float(self, name: str, default: float, lo: float, hi: float) -> float:
-        raw = self.str(name)
+    def number(self, name: str, default: float, lo: float, hi: float) -> float:
+        raw = self.text(name)
         if raw is None:
             return default
         try:
@@ -145,8 +145,8 @@ class _Reader:
             return default
         return value
 
-    def bool(self, name: str, default: bool) -> bool:
-        raw = self.str(name)
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self.text(name)
         if raw is None:
             return default
         if raw.lower() in ("1", "true", "yes", "on"):
@@ -156,8 +156,8 @@ class _Reader:
         self.errors.append(f"{name} must be true or false")
         return default
 
-    def list(self, name: str) -> Tuple[str, ...]:
-        raw = self.str(name) or ""
+    def items(self, name: str) -> Tuple[str, ...]:
+        raw = self.text(name) or ""
         return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
@@ -165,53 +165,53 @@ def load_settings(env: Optional[Mapping[str, str]] = None) -> Settings:
     """Read and validate the environment; raise one ConfigError listing every problem."""
     env = os.environ if env is None else env
     r = _Reader(env)
-    sub_app_id = r.int("VOD_SUB_APP_ID", None, 1, 2**63 - 1)
+    sub_app_id = r.integer("VOD_SUB_APP_ID", None, 1, 2**63 - 1)
     if sub_app_id is None and not any(e.startswith("VOD_SUB_APP_ID") for e in r.errors):
         r.errors.append("VOD_SUB_APP_ID is required (the VOD application id, an integer)")
     endpoint = None
     try:
-        endpoint = parse_endpoint(r.str("VOD_ENDPOINT") or DEFAULT_ENDPOINT)
+        endpoint = parse_endpoint(r.text("VOD_ENDPOINT") or DEFAULT_ENDPOINT)
     except ConfigError as exc:
         r.errors.append(exc.message)
-    secret_id, secret_key = r.str("TENCENTCLOUD_SECRETID"), r.str("TENCENTCLOUD_SECRETKEY")
+    secret_id, secret_key = r.text("TENCENTCLOUD_SECRETID"), r.text("TENCENTCLOUD_SECRETKEY")
     if not secret_id or not secret_key:
         r.errors.append("TENCENTCLOUD_SECRETID and TENCENTCLOUD_SECRETKEY are required "
                         "(give the function a run role, or set them for local runs)")
     allowed_ids = []
-    for item in r.list("VOD_ALLOWED_SUB_APP_IDS"):
+    for item in r.items("VOD_ALLOWED_SUB_APP_IDS"):
         if item.isdigit():
             allowed_ids.append(int(item))
         else:
             r.errors.append("VOD_ALLOWED_SUB_APP_IDS must be comma-separated integers")
             break
-    style = r.str("REDRAW_STYLE")
+    style = r.text("REDRAW_STYLE")
     if style is not None and len(style) > 50:
         r.errors.append("REDRAW_STYLE must be at most 50 characters")
-    storage_mode = r.str("REDRAW_STORAGE_MODE")
+    storage_mode = r.text("REDRAW_STORAGE_MODE")
     if storage_mode is not None and storage_mode not in _STORAGE_MODES:
         r.errors.append("REDRAW_STORAGE_MODE must be Permanent or Temporary")
     suffixes = tuple(s.lower() if s.startswith(".") else "." + s.lower()
-                     for s in r.list("REDRAW_VIDEO_SUFFIXES")) or DEFAULT_VIDEO_SUFFIXES
-    level = (r.str("REDRAW_LOG_LEVEL") or "INFO").upper()
+                     for s in r.items("REDRAW_VIDEO_SUFFIXES")) or DEFAULT_VIDEO_SUFFIXES
+    level = (r.text("REDRAW_LOG_LEVEL") or "INFO").upper()
     if level not in _LEVELS:
         r.errors.append("REDRAW_LOG_LEVEL must be one of " + ", ".join(_LEVELS))
-    settings = dict(
+    settings: Dict[str, Any] = dict(
         allowed_sub_app_ids=tuple(allowed_ids),
-        max_rps=r.float("VOD_MAX_RPS", 20.0, 0.1, 100000.0),
-        max_concurrency=r.int("VOD_MAX_CONCURRENCY", 10, 1, 64),
-        max_attempts=r.int("VOD_MAX_ATTEMPTS", 4, 1, 10),
-        http_timeout=r.float("VOD_HTTP_TIMEOUT", 5.0, 0.1, 60.0),
+        max_rps=r.number("VOD_MAX_RPS", 20.0, 0.1, 100000.0),
+        max_concurrency=r.integer("VOD_MAX_CONCURRENCY", 10, 1, 64),
+        max_attempts=r.integer("VOD_MAX_ATTEMPTS", 4, 1, 10),
+        http_timeout=r.number("VOD_HTTP_TIMEOUT", 5.0, 0.1, 60.0),
         style=style,
         storage_mode=storage_mode,
-        class_id=r.int("REDRAW_CLASS_ID", None, 0, 2**63 - 1),
-        tasks_priority=r.int("REDRAW_TASKS_PRIORITY", None, -10, 10),
+        class_id=r.integer("REDRAW_CLASS_ID", None, 0, 2**63 - 1),
+        tasks_priority=r.integer("REDRAW_TASKS_PRIORITY", None, -10, 10),
         video_suffixes=suffixes,
-        presign_urls=r.bool("REDRAW_PRESIGN_URLS", False),
-        presign_expires=r.int("REDRAW_PRESIGN_EXPIRES", 3600, 60, 7 * 24 * 3600),
-        allowed_url_hosts=tuple(h.lower() for h in r.list("REDRAW_ALLOWED_URL_HOSTS")),
-        max_body_bytes=r.int("REDRAW_MAX_BODY_BYTES", 65536, 1024, 6 * 1024 * 1024),
-        safety_margin_ms=r.int("REDRAW_SAFETY_MARGIN_MS", 1500, 0, 60000),
-        default_time_limit_ms=r.int("REDRAW_DEFAULT_TIME_LIMIT_MS", 30000, 100, 900000),
+        presign_urls=r.flag("REDRAW_PRESIGN_URLS", False),
+        presign_expires=r.integer("REDRAW_PRESIGN_EXPIRES", 3600, 60, 7 * 24 * 3600),
+        allowed_url_hosts=tuple(h.lower() for h in r.items("REDRAW_ALLOWED_URL_HOSTS")),
+        max_body_bytes=r.integer("REDRAW_MAX_BODY_BYTES", 65536, 1024, 6 * 1024 * 1024),
+        safety_margin_ms=r.integer("REDRAW_SAFETY_MARGIN_MS", 1500, 0, 60000),
+        default_time_limit_ms=r.integer("REDRAW_DEFAULT_TIME_LIMIT_MS", 30000, 100, 900000),
         log_level=level if level in _LEVELS else "INFO",
     )
     if r.errors:
@@ -219,9 +219,9 @@ def load_settings(env: Optional[Mapping[str, str]] = None) -> Settings:
     return Settings(
         sub_app_id=sub_app_id,  # type: ignore[arg-type]
         endpoint=endpoint,  # type: ignore[arg-type]
-        region=r.str("VOD_REGION") or r.str("TENCENTCLOUD_REGION") or "",
+        region=r.text("VOD_REGION") or r.text("TENCENTCLOUD_REGION") or "",
         secret_id=secret_id,  # type: ignore[arg-type]
         secret_key=secret_key,  # type: ignore[arg-type]
-        session_token=r.str("TENCENTCLOUD_SESSIONTOKEN"),
+        session_token=r.text("TENCENTCLOUD_SESSIONTOKEN"),
         **settings,
     )

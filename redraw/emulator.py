@@ -144,7 +144,8 @@ def _valid_iso8601(text: str) -> bool:
     if tz != "Z" and (int(tz[1:3]) > 23 or int(tz[4:6]) > 59):
         return False
     try:
-        datetime.datetime(*(int(m.group(i)) for i in range(1, 7)))
+        year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
+        datetime.datetime(year, month, day, hour, minute, second)
     except ValueError:
         return False
     return True
@@ -238,7 +239,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes | None:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
+            chunks: list = []
             total = 0
             while True:
                 line = self.rfile.readline(65537)
@@ -282,7 +283,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             self._send(413, b"request body too large or unreadable\n", "text/plain")
             return
-        reply = self.server.emulator._handle(self.command, self.path, self.headers, body)
+        emulator = self.server.emulator  # type: ignore[attr-defined]
+        reply = emulator._handle(self.command, self.path, self.headers, body)
         if reply.delay > 0:
             time.sleep(reply.delay)
         if reply.drop:

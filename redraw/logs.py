@@ -54,7 +54,7 @@ class _Redactor:
             return value
         return self._scrub(str(value), depth + 1)
 
-    def __call__(self, logger: Any, method: str, event_dict: dict) -> dict:
+    def __call__(self, logger: Any, method: str, event_dict: Any) -> Any:
         return self._scrub(event_dict)
 
 

@@ -29,8 +29,10 @@ def summarize(task_id: str, response: dict) -> dict:
     detail = response.get("AigcVideoRedrawTask")
     if not isinstance(detail, dict) or not (response.get("TaskType") or detail):
         raise NotFoundError(f"task {task_id} was not found (or is not a redraw task)")
-    output = detail.get("Output") if isinstance(detail.get("Output"), dict) else {}
-    file_info = output.get("FileInfo") if isinstance(output.get("FileInfo"), dict) else {}
+    output = detail.get("Output")
+    output = output if isinstance(output, dict) else {}
+    file_info = output.get("FileInfo")
+    file_info = file_info if isinstance(file_info, dict) else {}
     err_code = detail.get("ErrCode")
     return {
         "TaskId": _str(detail.get("TaskId")) or task_id,

@@ -63,3 +63,10 @@ def test_every_sample_event_is_documented_kind():
     kinds = {p.name: detect(__import__("json").loads(p.read_text(encoding="utf-8")))
              for p in (ROOT / "events").glob("*.json")}
     assert {"cos", "apigw", "direct"} <= set(kinds.values())
+
+
+def test_ruff_clean():
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:]
