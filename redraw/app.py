@@ -119,6 +119,8 @@ def _log_outcome(log: Any, message: str, outcome: service.Outcome, **extra: Any)
         return
     decision = policy.decide(outcome.error.vod_code) if outcome.error else None
     fields["error_code"] = outcome.error.vod_code if outcome.error else None
+    if outcome.error is not None and outcome.error.vod_message:
+        fields["vod_message"] = outcome.error.vod_message
     fields["retryable"] = outcome.retryable
     if outcome.retryable:
         log.warning(message, **fields)
@@ -166,7 +168,7 @@ def _api(rt: Runtime, event: dict, deadline: Deadline, log: Any, started: float)
         return apigw.response(200, {"TaskId": outcome.task_id, "RequestId": outcome.request_id,
                                     "SessionId": session_id})
     error = outcome.error or UpstreamError("InvalidParameterValue.SessionId",
-                                           "SessionId was already used within the last 3 days",
+                                           policy.describe("InvalidParameterValue.SessionId"),
                                            decision=policy.DUPLICATE, request_id=outcome.request_id)
     answer = apigw.error_response(error, session_id)
     _log_outcome(log, "api.request", outcome, status_code=answer["statusCode"])
@@ -180,6 +182,8 @@ def _log_rejection(log: Any, message: str, exc: RedrawError, status: int, starte
         fields["fields"] = [f["field"] for f in exc.fields]
     if isinstance(exc, UpstreamError):
         fields.update(error=exc.vod_code, vod_request_id=exc.request_id)
+        if exc.vod_message:
+            fields["vod_message"] = exc.vod_message
         log.warning(message, **fields) if exc.decision == policy.RETRY else log.error(message, **fields)
         return
     log.warning(message, **fields)

@@ -74,9 +74,11 @@ class UpstreamError(RedrawError):
     code = "UpstreamError"
 
     def __init__(self, vod_code: str, message: str, *, decision: str,
-                 request_id: Optional[str] = None, attempts: int = 1) -> None:
+                 request_id: Optional[str] = None, attempts: int = 1,
+                 vod_message: Optional[str] = None) -> None:
         super().__init__(message)
         self.vod_code = vod_code
+        self.vod_message = vod_message  # VOD's own text: for logs only, it may quote input
         self.decision = decision
         self.request_id = request_id
         self.attempts = attempts

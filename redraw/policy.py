@@ -76,6 +76,20 @@ def decide(code: str) -> Decision:
     return Decision(UNKNOWN, False, hint)
 
 
+def describe(code: str) -> str:
+    """A message for a VOD error code that is safe to return: VOD's own text may quote input."""
+    decision = decide(code)
+    if decision.hint:
+        return decision.hint
+    if decision.kind == DUPLICATE:
+        return "the SessionId was already used within the last 3 days: the task was submitted before"
+    if decision.kind == RETRY:
+        return "VOD is busy or unavailable; retry later"
+    if decision.kind == TERMINAL:
+        return "VOD rejected the request parameters"
+    return "VOD failed the request"
+
+
 def max_attempts_for(decision: Decision, configured: int) -> int:
     """How many attempts a failure with this decision may use in total."""
     if decision.kind == RETRY:

@@ -100,8 +100,8 @@ class VodClient:
             if code == "ServerNetworkError":
                 raise UpstreamError(policy.HTTP_ERROR, "VOD answered with an HTTP error status",
                                     decision=policy.RETRY) from None
-            raise UpstreamError(code, message[:500], decision=policy.decide(code).kind,
-                                request_id=exc.get_request_id()) from None
+            raise UpstreamError(code, policy.describe(code), decision=policy.decide(code).kind,
+                                request_id=exc.get_request_id(), vod_message=message[:300]) from None
         except (ValueError, TypeError, KeyError):  # json.JSONDecodeError is a ValueError
             raise UpstreamError(policy.MALFORMED_RESPONSE, "VOD answered with a body that is not JSON",
                                 decision=policy.RETRY) from None
@@ -123,8 +123,9 @@ def unwrap(body: Any) -> dict:
         message = str(error.get("Message", "")) if isinstance(error, dict) else ""
         request_id = response.get("RequestId")
         code = code or "UnknownError"
-        raise UpstreamError(code, message[:500], decision=policy.decide(code).kind,
-                            request_id=request_id if isinstance(request_id, str) else None)
+        raise UpstreamError(code, policy.describe(code), decision=policy.decide(code).kind,
+                            request_id=request_id if isinstance(request_id, str) else None,
+                            vod_message=message[:300])
     return response
 
 

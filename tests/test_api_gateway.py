@@ -165,3 +165,13 @@ def test_configured_defaults_fill_only_what_the_request_leaves_out(invoke, emula
     assert params["TaskInfo"] == {"Style": "anime"} and params["TasksPriority"] == -1
     invoke(apigw_event(redraw_body(URL, TaskInfo={"Style": "ink"})))
     assert emulator.calls[-1]["params"]["TaskInfo"] == {"Style": "ink"}
+
+
+def test_vod_error_text_is_not_echoed_to_callers(invoke, emulator):
+    # VOD's own messages may quote the submitted values; callers get a description of the code.
+    out = invoke(apigw_event({"FileInfo": {"Type": "File", "FileId": "5285890799999999999-private-id"}}))
+    assert out.result["statusCode"] == 400
+    assert out.body["error"]["code"] == "InvalidParameterValue.FileId"
+    assert "private-id" not in out.result["body"]
+    [line] = out.lines("api.request")
+    assert line["error_code"] == "InvalidParameterValue.FileId" and line["level"] == "error"
