@@ -695,7 +695,8 @@ class VodEmulator:
         if len(session_context) > 1000:
             raise ApiError("InvalidParameterValue.SessionContextTooLong", "SessionContext is too long.")
         if ftype == "File" and file_info["FileId"] not in self.known_file_ids:
-            raise ApiError("InvalidParameterValue.FileId", "The FileId does not exist.")
+            # like many real APIs, the message quotes the input: callers must not pass it on
+            raise ApiError("InvalidParameterValue.FileId", f"The FileId {str(file_info['FileId'])[:64]} does not exist.")
 
         task_id = f"{sub_app_id}-{TASK_TYPE}-{uuid.uuid4().hex}"
         source = file_info.get("Url") if ftype == "Url" else file_info.get("FileId")
