@@ -16,7 +16,7 @@ import structlog
 from . import apigw, events, logs, policy, service, tasks
 from .config import load_settings
 from .errors import (ConfigError, InvalidEventError, InvalidRequestError, RedrawError,
-                     RetryableFailuresError, UpstreamError)
+                     RetryableFailuresError, UnexpectedError, UpstreamError)
 from .resilience import Deadline, shared_limiter
 from .service import FAILED, Runtime
 
@@ -91,11 +91,21 @@ def handle(event: Any, context: Any) -> Any:
         raise
     deadline = Deadline(_time_limit_ms(ctx, rt.settings.default_time_limit_ms),
                         rt.settings.safety_margin_ms, start=started)
-    if trigger == events.COS:
-        return _cos(rt, event, deadline, log)
-    if trigger == events.APIGW:
-        return _api(rt, event, deadline, log, started)
-    return _direct(rt, event, deadline, log, started)
+    try:
+        if trigger == events.COS:
+            return _cos(rt, event, deadline, log)
+        if trigger == events.APIGW:
+            return _api(rt, event, deadline, log, started)
+        return _direct(rt, event, deadline, log, started)
+    except RedrawError:
+        raise
+    except Exception as exc:  # a bug: log it (redacted), answer in the package's terms
+        log.exception("handler.crashed", outcome="failed", error=type(exc).__name__, duration_ms=_ms(started))
+        failure = UnexpectedError(f"unexpected {type(exc).__name__} while handling the event; "
+                                  "see the log line handler.crashed")
+        if trigger == events.APIGW:
+            return apigw.error_response(failure)
+        raise failure from exc
 
 
 def _ms(started: float) -> int:

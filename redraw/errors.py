@@ -68,6 +68,12 @@ class NotFoundError(RedrawError):
     code = "NotFound"
 
 
+class UnexpectedError(RedrawError):
+    """A bug or an unforeseen failure inside the function (the original is chained)."""
+
+    code = "UnexpectedError"
+
+
 class UpstreamError(RedrawError):
     """VOD (or the way to it) failed; ``decision`` says what to do about it."""
 

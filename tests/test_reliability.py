@@ -154,3 +154,19 @@ def test_one_client_and_connection_per_warm_container(invoke, emulator):
     for i in range(5):
         assert invoke(cos_event([f"w{i}.mp4"])).error is None
     assert emulator.connections == 1
+
+
+def test_an_unexpected_bug_is_logged_and_reported_in_package_terms(invoke, emulator, monkeypatch):
+    from redraw import service
+    from redraw.errors import UnexpectedError
+
+    def broken(*args, **kwargs):
+        raise KeyError("boom")
+    monkeypatch.setattr(service, "process_cos", broken)
+    monkeypatch.setattr(service, "prepare_request", broken)
+    out = invoke(cos_event(["a.mp4"]))
+    assert isinstance(out.error, UnexpectedError) and isinstance(out.error.__cause__, KeyError)
+    [line] = out.lines("handler.crashed")
+    assert line["level"] == "error" and "KeyError" in line["exception"]
+    api = invoke(apigw_event(redraw_body(URL)))
+    assert api.result["statusCode"] == 500 and api.body["error"]["code"] == "UnexpectedError"
