@@ -6,6 +6,7 @@ the tests. Errors name the variable, never its value.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -214,6 +215,9 @@ def load_settings(env: Optional[Mapping[str, str]] = None) -> Settings:
         default_time_limit_ms=r.integer("REDRAW_DEFAULT_TIME_LIMIT_MS", 30000, 100, 900000),
         log_level=level if level in _LEVELS else "INFO",
     )
+    if settings["presign_urls"] and importlib.util.find_spec("qcloud_cos") is None:
+        r.errors.append("REDRAW_PRESIGN_URLS needs the COS SDK: add cos-python-sdk-v5 to requirements.txt "
+                        "and rebuild the package")
     if r.errors:
         raise ConfigError("invalid configuration: " + "; ".join(r.errors))
     return Settings(

@@ -70,3 +70,12 @@ def test_missing_configuration_at_first_invocation_is_a_clear_error(invoke, env)
     assert "VOD_SUB_APP_ID is required" in str(out.error)
     [line] = out.lines("config.invalid")
     assert line["level"] == "error"
+
+
+def test_presign_switch_requires_the_cos_sdk(monkeypatch):
+    import importlib.util
+    real = importlib.util.find_spec
+    assert load_settings({**BASE, "REDRAW_PRESIGN_URLS": "true"}).presign_urls  # installed here
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "qcloud_cos" else real(name, *a))
+    with pytest.raises(ConfigError, match="cos-python-sdk-v5"):
+        load_settings({**BASE, "REDRAW_PRESIGN_URLS": "true"})
