@@ -216,8 +216,8 @@ def load_settings(env: Optional[Mapping[str, str]] = None) -> Settings:
         log_level=level if level in _LEVELS else "INFO",
     )
     if settings["presign_urls"] and importlib.util.find_spec("qcloud_cos") is None:
-        r.errors.append("REDRAW_PRESIGN_URLS needs the COS SDK: add cos-python-sdk-v5 to requirements.txt "
-                        "and rebuild the package")
+        r.errors.append("REDRAW_PRESIGN_URLS needs the COS SDK in the package: "
+                        'make package PACKAGE_ARGS="--extra cos-python-sdk-v5"')
     if r.errors:
         raise ConfigError("invalid configuration: " + "; ".join(r.errors))
     return Settings(
