@@ -670,12 +670,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         code, message = EXIT_INTERRUPTED, "interrupted"
     except CliError as exc:
         code, message = exc.code, exc.message
-    except (ConfigError, InvalidRequestError) as exc:
+    except (ConfigError, InvalidRequestError, ValueError) as exc:  # ValueError: a bad manifest, too
         code, message = EXIT_USAGE, _error_line(exc)
     except RedrawError as exc:
         code, message = EXIT_FAILED, _error_line(exc)
-    except ValueError as exc:   # includes a bad manifest (manifest.ManifestError)
-        code, message = EXIT_USAGE, _error_line(exc)
     except OSError as exc:
         code, message = EXIT_FAILED, _error_line(exc)
     _Bar.close()

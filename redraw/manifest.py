@@ -22,7 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-from .errors import InvalidRequestError
+from .errors import InvalidRequestError, RedrawError
 from .request import parse_request
 
 SESSION_PREFIX = "redraw-m-"
@@ -55,7 +55,7 @@ _FIELD_TO_COLUMN.update({"FileInfo": "url", "FileInfo.Type": "url", "TaskInfo": 
                          "OutputConfig": "storage_mode"})
 
 
-class ManifestError(ValueError):
+class ManifestError(RedrawError, ValueError):
     """The manifest as a whole cannot be used (unreadable, no rows, bad header)."""
 
 
