@@ -178,7 +178,7 @@ def _api(rt: Runtime, event: dict, deadline: Deadline, log: Any, started: float)
         return apigw.response(200, {"TaskId": outcome.task_id, "RequestId": outcome.request_id,
                                     "SessionId": session_id})
     error = outcome.error or UpstreamError("InvalidParameterValue.SessionId",
-                                           policy.describe("InvalidParameterValue.SessionId"),
+                                           outcome.reason or policy.describe("InvalidParameterValue.SessionId"),
                                            decision=policy.DUPLICATE, request_id=outcome.request_id)
     answer = apigw.error_response(error, session_id)
     _log_outcome(log, "api.request", outcome, status_code=answer["statusCode"])

@@ -37,7 +37,7 @@ VARIABLES = {
     "REDRAW_PRESIGN_URLS": ("false", "hand VOD a presigned GET URL for the object (private buckets)"),
     "REDRAW_PRESIGN_EXPIRES": ("3600", "lifetime in seconds of a presigned URL"),
     "REDRAW_ALLOWED_URL_HOSTS": ("(empty: any)", "comma-separated hosts API callers may submit URLs of; *.suffix allowed"),
-    "REDRAW_MAX_BODY_BYTES": ("65536", "largest HTTP body accepted, in bytes"),
+    "REDRAW_MAX_BODY_BYTES": ("65536", "largest HTTP body accepted, in bytes after base64 decoding (1024 to 6291456)"),
     "REDRAW_SAFETY_MARGIN_MS": ("1500", "time kept in reserve before the function's timeout (at most half of it)"),
     "REDRAW_DEFAULT_TIME_LIMIT_MS": ("30000", "time budget when the context has no time_limit_in_ms"),
     "REDRAW_LOG_LEVEL": ("INFO", "DEBUG, INFO, WARNING or ERROR"),

@@ -41,6 +41,13 @@ class Upload:
         return f"{self.scheme}://{self.host}/{quote(self.key, safe=_SAFE)}"
 
 
+def _decode(encoded: str) -> str:
+    try:
+        return unquote(encoded, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidEventError("cos.cosObject.key is not valid percent-encoded UTF-8") from None
+
+
 def object_key(record: CosRecord) -> str:
     """The decoded key; the event's ``/APPID/NAME/key`` form is percent-encoded."""
     raw = record.cos.cosObject.key
@@ -48,13 +55,13 @@ def object_key(record: CosRecord) -> str:
     short = name[:-len(f"-{appid}")] if name.endswith(f"-{appid}") else name
     for prefix in (f"/{appid}/{short}/", f"/{appid}/{record.bucket}/"):
         if appid not in (None, "") and raw.startswith(prefix):
-            return unquote(raw[len(prefix):])
+            return _decode(raw[len(prefix):])
     url = record.cos.cosObject.url
     if url:
         path = urlsplit(url).path.lstrip("/")
         if path:
-            return unquote(path)
-    return unquote(raw.lstrip("/"))
+            return _decode(path)
+    return _decode(raw.lstrip("/"))
 
 
 def session_id_for(record: CosRecord, key: str) -> str:

@@ -20,8 +20,8 @@ _LENIENT = ConfigDict(extra="ignore", hide_input_in_errors=True)
 
 class CosObject(BaseModel):
     model_config = _LENIENT
-    key: str = Field(min_length=1, max_length=4096)
-    url: Optional[str] = Field(None, max_length=8192)
+    key: str = Field(min_length=1, max_length=16384)
+    url: Optional[str] = Field(None, max_length=16384)
     size: Optional[int] = Field(None, ge=0)
     vid: Optional[str] = None
     meta: Dict[str, Any] = Field(default_factory=dict)

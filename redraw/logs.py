@@ -22,7 +22,8 @@ _SECRET_KEY_RE = re.compile(
     re.IGNORECASE)
 #: Secret-shaped fragments inside free text (signed URLs, auth headers).
 _SECRET_TEXT_RE = re.compile(
-    r"(q-signature=|q-key-time=|x-cos-security-token=|Signature=|q-ak=|X-TC-Token[\"']?\s*[:=]\s*[\"']?)"
+    r"(q-signature=|q-key-time=|x-cos-security-token=|Signature=|q-ak=|Credential=|"
+    r"(?:X-TC-Token|Authorization|SecretKey|Token)[\"']?\s*[:=]\s*[\"']?(?:TC3-HMAC-SHA256\s+)?)"
     r"[^&\s\"',;]+",
     re.IGNORECASE)
 _NAMES = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}

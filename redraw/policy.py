@@ -18,10 +18,12 @@ TIMEOUT = "Timeout"
 HTTP_ERROR = "HttpError"
 MALFORMED_RESPONSE = "MalformedResponse"
 DEADLINE = "DeadlineExceeded"
+#: Failures after which VOD may have created the task anyway.
+AMBIGUOUS = (TIMEOUT, TRANSPORT_ERROR, HTTP_ERROR, MALFORMED_RESPONSE)
 
 _RETRY_EXACT = {"InternalError", TRANSPORT_ERROR, TIMEOUT, HTTP_ERROR, MALFORMED_RESPONSE,
                 DEADLINE, "ServerNetworkError", "ClientNetworkError", "ServiceUnavailable"}
-_RETRY_PREFIX = ("RequestLimitExceeded", "InternalError.", "ResourceUnavailable")
+_RETRY_PREFIX = ("RequestLimitExceeded", "InternalError.")
 _TERMINAL_EXACT = {"UnknownParameter", "UnauthorizedOperation", "FailedOperation.InvalidVodUser",
                    "InvalidAction", "NoSuchVersion", "UnsupportedOperation", "MissingParameter",
                    "InvalidCredential", "InvalidRequest"}
@@ -49,6 +51,27 @@ _HINTS = {
     "InvalidAction": "the endpoint does not know the action: check VOD_ENDPOINT",
     "NoSuchVersion": "the endpoint does not know API version 2018-07-17: check VOD_ENDPOINT",
 }
+#: Fallback hints by code family, longest prefix first.
+_FAMILY_HINTS = (
+    ("AuthFailure", "VOD refused the credentials: check the function's run role "
+                    "(TENCENTCLOUD_SECRETID / SECRETKEY / SESSIONTOKEN)"),
+    ("UnauthorizedOperation", "the credentials lack permission: grant vod:CreateAigcVideoRedrawTask to the role"),
+    ("InvalidParameter", "VOD rejected a request parameter: check the request fields against the API reference"),
+    ("UnknownParameter", "VOD does not know a request parameter: check the request fields against the API reference"),
+    ("MissingParameter", "a required request parameter is missing: check the request fields"),
+    ("UnsupportedOperation", "VOD does not support this operation for the account or application"),
+    ("InvalidCredential", "the credentials are malformed: check TENCENTCLOUD_SECRETID / SECRETKEY"),
+)
+UNKNOWN_HINT = "an error code redraw does not know: see vod_message in the log line and VOD's error code list"
+
+
+def _hint(code: str) -> str:
+    if code in _HINTS:
+        return _HINTS[code]
+    for prefix, hint in _FAMILY_HINTS:
+        if code.startswith(prefix):
+            return hint
+    return ""
 
 
 @dataclass(frozen=True)
@@ -66,14 +89,14 @@ class Decision:
 def decide(code: str) -> Decision:
     """Classify a VOD error code (or one of this module's transport codes)."""
     code = code or ""
-    hint = _HINTS.get(code, "")
+    hint = _hint(code)
     if code == "InvalidParameterValue.SessionId":
         return Decision(DUPLICATE, False, "")
     if code in _RETRY_EXACT or code.startswith(_RETRY_PREFIX):
         return Decision(RETRY, False, hint)
     if code in _TERMINAL_EXACT or code.startswith(_TERMINAL_PREFIX):
         return Decision(TERMINAL, code.startswith(_CONFIG_PREFIX), hint)
-    return Decision(UNKNOWN, False, hint)
+    return Decision(UNKNOWN, False, hint or UNKNOWN_HINT)
 
 
 def describe(code: str) -> str:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import InvalidRequestError
 
 _STRICT = ConfigDict(extra="forbid", strict=True, hide_input_in_errors=True)
+_HOST = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$|^[0-9a-f:.]+$")
 _SUBFIELD = re.compile(r"^([A-Za-z]+): (.+)$")
 _ISO_8601 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
 
@@ -29,6 +30,8 @@ def check_http_url(url: str) -> str:
         raise ValueError("must be a valid http or https URL") from None
     if parts.scheme.lower() not in ("http", "https") or not host:
         raise ValueError("must be an http or https URL with a host")
+    if not _HOST.match(host):
+        raise ValueError("must name its host plainly (letters, digits, dots, hyphens or an IP address)")
     if parts.username or parts.password:
         raise ValueError("must not carry user credentials")
     if any(c.isspace() for c in url):

@@ -81,8 +81,11 @@ def submit(rt: Runtime, params: dict, deadline: Deadline) -> Outcome:
                        attempts=attempts, duration_ms=_ms(started), retries=retries)
     except UpstreamError as exc:
         if exc.decision == policy.DUPLICATE:
-            return Outcome(DUPLICATE, session_id, None, exc.request_id,
-                           reason="SessionId already used: this upload was submitted before",
+            lost_answer = any(code in policy.AMBIGUOUS for code in retries)
+            reason = ("submitted by an earlier attempt of this invocation whose answer was lost "
+                      "(TaskId unknown; the SessionId identifies the task)" if lost_answer else
+                      "SessionId already used: this upload was submitted before")
+            return Outcome(DUPLICATE, session_id, None, exc.request_id, reason=reason,
                            attempts=exc.attempts, duration_ms=_ms(started), retries=retries)
         return Outcome(FAILED, session_id, None, exc.request_id,
                        reason=f"{exc.vod_code}: {exc.message}", attempts=exc.attempts,

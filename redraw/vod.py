@@ -15,6 +15,7 @@ from typing import Any, Optional, Protocol
 from . import policy
 from .config import Settings
 from .errors import UpstreamError
+from .logs import redact
 
 SERVICE, VERSION = "vod", "2018-07-17"
 CREATE_ACTION = "CreateAigcVideoRedrawTask"
@@ -101,7 +102,7 @@ class VodClient:
                 raise UpstreamError(policy.HTTP_ERROR, "VOD answered with an HTTP error status",
                                     decision=policy.RETRY) from None
             raise UpstreamError(code, policy.describe(code), decision=policy.decide(code).kind,
-                                request_id=exc.get_request_id(), vod_message=message[:300]) from None
+                                request_id=exc.get_request_id(), vod_message=redact(message[:300])) from None
         except (ValueError, TypeError, KeyError):  # json.JSONDecodeError is a ValueError
             raise UpstreamError(policy.MALFORMED_RESPONSE, "VOD answered with a body that is not JSON",
                                 decision=policy.RETRY) from None
@@ -125,7 +126,7 @@ def unwrap(body: Any) -> dict:
         code = code or "UnknownError"
         raise UpstreamError(code, policy.describe(code), decision=policy.decide(code).kind,
                             request_id=request_id if isinstance(request_id, str) else None,
-                            vod_message=message[:300])
+                            vod_message=redact(message[:300]))
     return response
 
 

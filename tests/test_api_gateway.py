@@ -175,3 +175,12 @@ def test_vod_error_text_is_not_echoed_to_callers(invoke, emulator):
     assert "private-id" not in out.result["body"]
     [line] = out.lines("api.request")
     assert line["error_code"] == "InvalidParameterValue.FileId" and line["level"] == "error"
+
+
+@pytest.mark.parametrize("url", ["https://evil.example%2f.myqcloud.com/a.mp4", "https://a_b.example/a.mp4",
+                                 "https://user:pw@media.example/a.mp4"])
+def test_urls_must_name_their_host_plainly(invoke, emulator, url):
+    out = invoke(apigw_event(redraw_body(url)))
+    assert out.result["statusCode"] == 400
+    assert out.body["error"]["fields"][0]["field"] == "FileInfo.Url"
+    assert emulator.calls == []

@@ -159,3 +159,14 @@ def test_string_event_time_and_missing_request_id_still_give_a_stable_session_id
     again = invoke(json.loads(json.dumps(event)))
     assert first.result["results"][0]["status"] == "submitted"
     assert again.result["results"][0]["status"] == "duplicate"
+
+
+def test_key_that_is_not_utf8_fails_alone_with_a_reason(invoke, emulator):
+    event = cos_event(["ok.mp4", "bad.mp4"])
+    bad = event["Records"][1]["cos"]["cosObject"]
+    bad["key"] = bad["key"].replace("bad.mp4", "bad%FF.mp4")
+    bad["url"] = bad["url"].replace("bad.mp4", "bad%FF.mp4")
+    out = invoke(event)
+    assert [r["status"] for r in out.result["results"]] == ["submitted", "failed"]
+    assert "UTF-8" in out.result["results"][1]["reason"]
+    assert emulator.task_count == 1

@@ -170,3 +170,29 @@ def test_an_unexpected_bug_is_logged_and_reported_in_package_terms(invoke, emula
     assert line["level"] == "error" and "KeyError" in line["exception"]
     api = invoke(apigw_event(redraw_body(URL)))
     assert api.result["statusCode"] == 500 and api.body["error"]["code"] == "UnexpectedError"
+
+
+@pytest.mark.parametrize("code", ["InvalidParameter", "UnknownParameter", "MissingParameter", "UnsupportedOperation",
+                                  "AuthFailure.InvalidAuthorization", "InvalidParameterValue.Url"])
+def test_every_terminal_failure_says_what_to_fix(invoke, emulator, code):
+    emulator.inject(code)
+    out = invoke(cos_event(["a.mp4"]))
+    [line] = out.lines("cos.record")
+    assert line["level"] == "error" and line["fix"] and line["error_code"] == code
+    assert len(emulator.calls) == 1
+
+
+def test_unknown_code_family_is_retried_once_then_terminal_with_a_hint(invoke, emulator):
+    emulator.inject("ResourceUnavailable.Something", "ResourceUnavailable.Something")
+    out = invoke(cos_event(["a.mp4"]))
+    assert out.error is None and out.result["results"][0]["status"] == "failed"
+    assert len(emulator.calls) == 2
+    assert "vod_message" in out.lines("cos.record")[0]["fix"]
+
+
+def test_api_duplicate_after_a_lost_answer_says_so(invoke, emulator):
+    emulator.inject("drop_after_accept")
+    out = invoke(apigw_event(redraw_body(URL)))
+    assert out.result["statusCode"] == 409
+    assert "earlier attempt" in out.body["error"]["message"]
+    assert emulator.task_count == 1

@@ -103,3 +103,16 @@ def test_presigned_urls_for_private_buckets(invoke, canary_emulator, env):
     assert "?" not in line["url"]
     assert query["q-signature"][0] not in out.stdout + json.dumps(out.result)
     _assert_clean(out)
+
+
+def test_vod_error_text_kept_for_logs_is_redacted_too():
+    from redraw import vod
+    from redraw.errors import UpstreamError
+    logs.configure("INFO", [SECRET_CANARY, TOKEN_CANARY])
+    body = {"Response": {"Error": {"Code": "AuthFailure.TokenFailure",
+                                   "Message": f"token {TOKEN_CANARY} rejected; Authorization: TC3-HMAC-SHA256 abc"}},
+            "RequestId": "r"}
+    with pytest.raises(UpstreamError) as info:
+        vod.unwrap(body)
+    assert TOKEN_CANARY not in (info.value.vod_message or "") + str(info.value)
+    assert "abc" not in (info.value.vod_message or "")
