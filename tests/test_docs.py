@@ -30,7 +30,8 @@ def test_serverless_yml_matches_the_code():
     module, function = inputs["handler"].split(".")
     assert callable(getattr(importlib.import_module(module), function))
     assert inputs["runtime"] == "Python3.10"
-    assert inputs["src"]["src"] == "./dist/redraw-scf.zip"
+    assert inputs["src"]["src"] == "./dist/redraw-scf"
+    assert "dist/redraw-scf.zip dist/redraw-scf" in (ROOT / "Makefile").read_text()  # make package unpacks it there
     assert inputs["memorySize"] == 64 and 1 <= inputs["timeout"] <= 900
     assert inputs["deadLetter"]["type"] == "CMQ" and inputs["deadLetter"]["name"]
     variables = inputs["environment"]["variables"]
