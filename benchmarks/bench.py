@@ -26,7 +26,7 @@ Warm overhead
     In-process: ``main_handler`` on a one-record COS event (a distinct upload each
     time) vs a bare signed ``CommonClient.call_json`` of the same request on a
     keep-alive client, interleaved, median. Emulator: latency 0, no rate limit;
-    the function runs with VOD_MAX_RPS=1000 (the configuration's maximum) so its
+    the function runs with VOD_MAX_RPS=1000 (far above the calls made) so its
     limiter never waits. Log lines are formatted as usual and written to /dev/null.
 
 Connections: N warm invocations in one container → TCP connections the emulator accepted.
@@ -534,8 +534,8 @@ def build_report(mode: str, cfg: dict, variants: List[Variant], warm: dict, conn
         "`make package-local` (bytecode compiled with --invalidation-mode unchecked-hash). Baseline "
         "bytecode: the same tree through `compileall --invalidation-mode unchecked-hash`.",
         f"- Warm overhead: {warm['iters']} interleaved pairs after a warm-up; emulator latency 0 and no "
-        "emulator rate limit (rps=None); the function ran with VOD_MAX_RPS=1000 (the maximum the "
-        f"configuration accepts; {warm['limiter_calls']} calls in all, so its limiter never waited); the "
+        "emulator rate limit (rps=None); the function ran with VOD_MAX_RPS=1000 ("
+        f"{warm['limiter_calls']} calls in all, so its limiter never waited); the "
         "bare client is CommonClient with keepAlive=True. Log lines are formatted and written to /dev/null.",
         f"- Burst: emulator latency {BURST_LATENCY} s and {BURST_RPS} requests/s; the function with its "
         "default configuration (VOD_MAX_RPS=20, VOD_MAX_CONCURRENCY=10), context time limit 60 s.",
