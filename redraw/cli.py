@@ -645,7 +645,7 @@ def _error_line(exc: BaseException) -> str:
         if exc.request_id:
             text += f" (RequestId {exc.request_id})"
         hint = policy.decide(exc.vod_code).hint
-        return f"{text}; {hint}" if hint else text
+        return f"{text}; {hint}" if hint and hint != exc.message else text
     if isinstance(exc, InvalidRequestError) and exc.fields:
         return exc.message + ": " + ", ".join(f"{f['field']} ({f['problem']})" for f in exc.fields)
     if isinstance(exc, RedrawError):
