@@ -141,7 +141,7 @@ def _log_outcome(log: Any, message: str, outcome: service.Outcome, **extra: Any)
 
 
 def _cos(rt: Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
-    outcomes = service.process_cos(rt, events.records_of(event), deadline)
+    outcomes = service.process_cos(rt, event["Records"], deadline)
     for index, outcome in enumerate(outcomes):
         _log_outcome(log, "cos.record", outcome, record=index)
     results = [o.result() for o in outcomes]

@@ -85,11 +85,6 @@ class Settings:
     max_body_bytes: int = 65536
     safety_margin_ms: int = 1500
     default_time_limit_ms: int = 30000
-    log_level: str = "INFO"
-
-    def secrets(self) -> Tuple[str, ...]:
-        """Values that must never appear in any output."""
-        return tuple(s for s in (self.secret_key, self.session_token) if s)
 
 
 def parse_endpoint(raw: str) -> Endpoint:
@@ -213,7 +208,6 @@ def load_settings(env: Optional[Mapping[str, str]] = None) -> Settings:
         max_body_bytes=r.integer("REDRAW_MAX_BODY_BYTES", 65536, 1024, 6 * 1024 * 1024),
         safety_margin_ms=r.integer("REDRAW_SAFETY_MARGIN_MS", 1500, 0, 60000),
         default_time_limit_ms=r.integer("REDRAW_DEFAULT_TIME_LIMIT_MS", 30000, 100, 900000),
-        log_level=level if level in _LEVELS else "INFO",
     )
     if settings["presign_urls"] and importlib.util.find_spec("qcloud_cos") is None:
         r.errors.append("REDRAW_PRESIGN_URLS needs the COS SDK in the package: "

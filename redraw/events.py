@@ -6,7 +6,7 @@ whole. Models ignore fields they do not use: platforms add fields.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -115,6 +115,3 @@ def detect(event: Any) -> str:
                                 "request or redraw request fields")
     return DIRECT
 
-
-def records_of(event: dict) -> List[Any]:
-    return list(event["Records"])

@@ -80,11 +80,6 @@ class Decision:
     config_fault: bool  # terminal because of the function's configuration/credentials
     hint: str           # what to fix, for the error log line ("" when nothing to say)
 
-    @property
-    def retryable(self) -> bool:
-        """True when a later attempt (a platform redelivery) may still succeed."""
-        return self.kind == RETRY
-
 
 def decide(code: str) -> Decision:
     """Classify a VOD error code (or one of this module's transport codes)."""

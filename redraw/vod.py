@@ -7,7 +7,6 @@ One client (and its keep-alive connection pool) lives per warm container.
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from typing import Any, Optional, Protocol
@@ -129,6 +128,3 @@ def unwrap(body: Any) -> dict:
                             vod_message=redact(message[:300]))
     return response
 
-
-def dumps(params: dict) -> str:
-    return json.dumps(params, ensure_ascii=False, separators=(",", ":"))
