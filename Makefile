@@ -17,7 +17,7 @@ setup: $(STAMP)
 
 ## Run the handler on a sample upload event against the embedded VOD emulator.
 demo: $(STAMP)
-	$(PY) -m redraw invoke $(EVENT)
+	$(PY) -m redraw.tools invoke $(EVENT)
 
 ## Run the test suite (what CI runs).
 test: $(STAMP)

@@ -22,7 +22,7 @@ SUB_APP_ID = 1500000001
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from redraw.emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY  # noqa: E402
+from redraw.tools.emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY  # noqa: E402
 
 
 def load_packager():
@@ -60,10 +60,10 @@ def apply_env(values: dict) -> None:
 
 def reset_container() -> None:
     """Forget the warm container state (runtime + shared limiters), as a new container would."""
-    from redraw import app, resilience
+    from redraw import app, pacing
 
     app.reset()
-    resilience.reset_limiters()
+    pacing.reset_limiters()
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@
     python benchmarks/bench.py --quick    # fewer repetitions
     python benchmarks/bench.py --smoke    # everything at tiny sizes, < 30 s, offline; writes nothing
 
-Everything talks to ``redraw.emulator.VodEmulator`` on 127.0.0.1 inside this process.
+Everything talks to ``redraw.tools.emulator.VodEmulator`` on 127.0.0.1 inside this process.
 
 Cold start
     A fresh ``python -B -S`` process (no site, no bytecode writes) with PYTHONPATH
@@ -58,8 +58,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _support as S  # noqa: E402
 from _support import BENCH, ROOT, WORK  # noqa: E402
 
-from redraw.emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, VodEmulator  # noqa: E402
-from redraw.samples import cos_event  # noqa: E402
+from redraw.tools.emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, VodEmulator  # noqa: E402
+from redraw.tools.samples import cos_event  # noqa: E402
 
 MODES: Dict[str, Dict[str, Any]] = {
     "full": dict(cold_runs=7, warmup_round=True, warm_iters=200, warm_warmup=30, conn_calls=20,
@@ -124,7 +124,7 @@ def _add_code(dst: Path, project: bool) -> None:
     if project:
         shutil.copyfile(ROOT / "handler.py", dst / "handler.py")
         shutil.copytree(ROOT / "redraw", dst / "redraw",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tools"))
     else:
         shutil.copyfile(BENCH / "naive_handler.py", dst / "naive_handler.py")
 
@@ -153,7 +153,7 @@ def _fresh(zip_path: Path) -> bool:
         return False
     built = zip_path.stat().st_mtime
     sources = [ROOT / "handler.py", ROOT / "requirements.txt", ROOT / "scripts" / "package.py",
-               *(ROOT / "redraw").glob("*.py")]
+               *(ROOT / "redraw").rglob("*.py")]
     return all(p.stat().st_mtime <= built for p in sources if p.exists())
 
 

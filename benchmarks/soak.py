@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _support as S  # noqa: E402
 from _support import BENCH  # noqa: E402
 
-from redraw.emulator import VodEmulator  # noqa: E402
-from redraw.samples import cos_event  # noqa: E402
+from redraw.tools.emulator import VodEmulator  # noqa: E402
+from redraw.tools.samples import cos_event  # noqa: E402
 
 
 def plan_events(records: int, max_size: int, seed: int) -> List[List[str]]:

@@ -14,7 +14,8 @@ Standard library only. Two targets:
     The same zip for the interpreter running this script (its platform, its
     Python, its bytecode). The benchmarks use it.
 
-Layout: the zip root holds ``handler.py``, ``redraw/`` and the dependencies
+Layout: the zip root holds ``handler.py``, ``redraw/`` (without ``redraw/tools``, the
+command-line tools, which the function never imports) and the dependencies
 (SCF puts the unzipped code directory on ``sys.path``). Bytecode is written by
 ``compileall --invalidation-mode unchecked-hash`` (PEP 552) in the normal
 ``__pycache__/NAME.cpython-3XY.pyc`` layout: the import system uses it from a
@@ -29,7 +30,8 @@ Python twin of any module that ships compiled (``X.py`` beside
 Nothing at run time reads the distributions' metadata: pydantic's plugin
 discovery (``importlib.metadata.entry_points``) simply finds no plugins, and
 the check run by ``--verify`` (default on) imports and runs the function from
-the unzipped package against the VOD emulator.
+the unzipped package, with nothing else on ``sys.path``, on a sample event of
+each redraw source against the VOD emulator.
 
 The zip is deterministic: sorted entries, fixed timestamps (1980-01-01),
 normalised permissions, ZIP_DEFLATED.
@@ -55,6 +57,8 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENTS = ROOT / "requirements.txt"
 CODE = ("handler.py", "redraw")
+#: What people run on their machines, never shipped: the subpackage redraw/tools.
+TOOLS = ("tools",)
 SCF_PLATFORM = "manylinux2014_x86_64"
 SCF_PYTHON = "3.10"
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -306,7 +310,7 @@ def stage_tree(deps: Path, stage: Path) -> Tuple[int, List[str]]:
     # The function's own code.
     shutil.copyfile(ROOT / "handler.py", stage / "handler.py")
     shutil.copytree(ROOT / "redraw", stage / "redraw",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo"))
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", *TOOLS))
     # Directories emptied by the pruning (e.g. pydantic_core/_pydantic_core/ held only .pyi).
     for dirpath, _dirs, _files in os.walk(stage, topdown=False):  # bottom-up
         if not os.listdir(dirpath) and Path(dirpath) != stage:
@@ -370,28 +374,42 @@ def write_zip(stage: Path, output: Path) -> Tuple[int, int]:
 
 # --- verification --------------------------------------------------------------------------------
 
+#: Sample events the packaged function must handle, one per redraw source, and what each must answer.
+VERIFY_EVENTS = {"cos-put.json": "cos", "apigw-post.json": "http", "direct.json": "direct"}
+
 _VERIFY = r"""
 import os, sys, json
-from redraw.emulator import VodEmulator, DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY
-from redraw.samples import cos_event
-with VodEmulator(rps=None) as emu:
-    os.environ.update(VOD_ENDPOINT=emu.url, VOD_SUB_APP_ID="1500000001",
-                      TENCENTCLOUD_SECRETID=DEFAULT_SECRET_ID, TENCENTCLOUD_SECRETKEY=DEFAULT_SECRET_KEY)
-    import handler
-    out = sys.stdout
-    sys.stdout = open(os.devnull, "w")
-    result = handler.main_handler(cos_event(["uploads/verify.mp4"]), {"request_id": "verify"})
-    sys.stdout = out
-    status = result["results"][0]["status"]
-    import pydantic, structlog, tencentcloud.common.common_client, certifi, requests
-    print(json.dumps({"status": status, "tasks": emu.task_count,
-                      "python": "%d.%d" % sys.version_info[:2], "cert": os.path.exists(certifi.where())}))
+events = json.loads(sys.argv[1])
+import handler
+out, sys.stdout = sys.stdout, open(os.devnull, "w")
+answers = {name: handler.main_handler(event, {"request_id": "verify-" + name}) for name, event in events.items()}
+sys.stdout = out
+import certifi
+tools = sorted(m for m in sys.modules if m.startswith("redraw.tools") or m in ("rich", "yaml", "pytest"))
+print(json.dumps({"answers": answers, "tools": tools, "python": "%d.%d" % sys.version_info[:2],
+                  "cert": os.path.exists(certifi.where())}))
 """
 
 
+def _outcome(kind: str, answer: dict) -> str:
+    if kind == "cos":
+        return answer["results"][0]["status"]
+    if kind == "http":
+        return "submitted" if answer.get("statusCode") == 200 and "TaskId" in json.loads(answer["body"]) else str(answer)
+    return str(answer.get("Status"))
+
+
 def verify(zip_path: Path, python: str, bytecode: bool) -> None:
-    """Unzip into a read-only directory and run the function from it, as SCF would."""
-    with tempfile.TemporaryDirectory(prefix="redraw-verify-") as tmp:
+    """Unzip into a read-only directory and run the function from it, as SCF would.
+
+    Only the unzipped code is on ``sys.path`` (``-S``: no site-packages); the VOD
+    emulator runs in this process, so nothing of the tools is importable there.
+    """
+    sys.path.insert(0, str(ROOT))
+    from redraw.tools.emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, VodEmulator
+
+    events = {name: json.loads((ROOT / "events" / name).read_text(encoding="utf-8")) for name in VERIFY_EVENTS}
+    with tempfile.TemporaryDirectory(prefix="redraw-verify-") as tmp, VodEmulator(rps=None) as emu:
         code = Path(tmp) / "code"
         with zipfile.ZipFile(zip_path) as zf:
             zf.extractall(code)
@@ -399,15 +417,18 @@ def verify(zip_path: Path, python: str, bytecode: bool) -> None:
             for n in filenames:
                 os.chmod(os.path.join(dirpath, n), 0o444)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(code),
-               "LANG": "C.UTF-8"}
-        proc = subprocess.run([python, "-B", "-S", "-v", "-c", _VERIFY], capture_output=True,
+               "LANG": "C.UTF-8", "VOD_ENDPOINT": emu.url, "VOD_SUB_APP_ID": "1500000001",
+               "TENCENTCLOUD_SECRETID": DEFAULT_SECRET_ID, "TENCENTCLOUD_SECRETKEY": DEFAULT_SECRET_KEY}
+        proc = subprocess.run([python, "-B", "-S", "-v", "-c", _VERIFY, json.dumps(events)], capture_output=True,
                               text=True, env=env, cwd=tmp, timeout=120)
         if proc.returncode != 0:
             sys.stderr.write(proc.stderr[-4000:])
             raise SystemExit(f"verify: the packaged function failed under {python}")
         report = json.loads(proc.stdout.strip().splitlines()[-1])
-        if report["status"] != "submitted" or report["tasks"] != 1 or not report["cert"]:
-            raise SystemExit(f"verify: unexpected outcome {report}")
+        outcomes = {name: _outcome(VERIFY_EVENTS[name], answer) for name, answer in report["answers"].items()}
+        if set(outcomes.values()) != {"submitted"} or emu.task_count != len(events) or not report["cert"] \
+                or report["tools"]:
+            raise SystemExit(f"verify: unexpected outcome {outcomes}, {emu.task_count} tasks, tools {report['tools']}")
         # "# code object from '<path>.py'" = compiled from source at import time.
         from_source = [line for line in proc.stderr.splitlines()
                        if line.startswith("# code object from") and str(code) in line
@@ -418,7 +439,7 @@ def verify(zip_path: Path, python: str, bytecode: bool) -> None:
         if bytecode and from_source:
             raise SystemExit(f"verify: {len(from_source)} modules compiled from source at import, "
                              f"e.g. {from_source[:3]}")
-        log(f"verify: OK under Python {report['python']} ({python}): COS event → task submitted; "
+        log(f"verify: OK under Python {report['python']} ({python}): {', '.join(events)} → tasks submitted; "
             f"{len(from_pyc)} modules loaded from bytecode, {len(from_source)} compiled from source")
 
 

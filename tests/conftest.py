@@ -21,8 +21,8 @@ if os.environ.get("CI"):
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from redraw import app, resilience  # noqa: E402
-from redraw.emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, VodEmulator  # noqa: E402
+from redraw import app, pacing  # noqa: E402
+from redraw.tools.emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, VodEmulator  # noqa: E402
 
 SUB_APP_ID = 1500000001
 EVENTS = ROOT / "events"
@@ -57,10 +57,10 @@ def env(emulator, monkeypatch):
     monkeypatch.setenv("TENCENTCLOUD_SECRETID", DEFAULT_SECRET_ID)
     monkeypatch.setenv("TENCENTCLOUD_SECRETKEY", DEFAULT_SECRET_KEY)
     app.reset()
-    resilience.reset_limiters()
+    pacing.reset_limiters()
     yield monkeypatch
     app.reset()
-    resilience.reset_limiters()
+    pacing.reset_limiters()
 
 
 @dataclass

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import SUB_APP_ID, load_event
-from redraw.samples import apigw_event, redraw_body
+from redraw.tools.samples import apigw_event, redraw_body
 
 URL = "https://media-1250000000.cos.ap-guangzhou.myqcloud.com/in/clip.mp4"
 

@@ -1,4 +1,4 @@
-"""The command line (redraw.cli, redraw.manifest): mostly in-process through ``cli.main``,
+"""The command line (redraw.tools.cli, redraw.tools.manifest): mostly in-process through ``cli.main``,
 plus a few subprocess runs that prove what a fresh clone sees."""
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ from typing import List, Tuple
 import pytest
 
 from conftest import EVENTS, ROOT, SUB_APP_ID
-from redraw import cli, events, manifest
-from redraw.emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY
+from redraw import sources as events
+from redraw.sources.cos import parse_record
+from redraw.tools import cli, manifest
+from redraw.tools.emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY
 
 CREATE = "CreateAigcVideoRedrawTask"
 BASE_URL = "https://media-1250000000.cos.ap-guangzhou.myqcloud.com/uploads"
@@ -95,7 +97,7 @@ def creates(emulator) -> list:
 # --- fresh clone: subprocesses ------------------------------------------------------------------
 
 def test_help_in_a_subprocess_needs_no_configuration():
-    done = subprocess.run([sys.executable, "-m", "redraw", "--help"], cwd=ROOT, env=clean_env(),
+    done = subprocess.run([sys.executable, "-m", "redraw.tools", "--help"], cwd=ROOT, env=clean_env(),
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     for command in ("invoke", "generate-event", "emulator", "status", "submit"):
@@ -104,7 +106,7 @@ def test_help_in_a_subprocess_needs_no_configuration():
 
 
 def test_generate_event_in_a_subprocess_needs_no_configuration():
-    done = subprocess.run([sys.executable, "-m", "redraw", "generate-event", "cos", "--key", "a b.mp4"],
+    done = subprocess.run([sys.executable, "-m", "redraw.tools", "generate-event", "cos", "--key", "a b.mp4"],
                           cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     event = json.loads(done.stdout)
@@ -112,7 +114,7 @@ def test_generate_event_in_a_subprocess_needs_no_configuration():
 
 
 def test_importing_the_cli_imports_nothing_heavy():
-    code = ("import sys, redraw.cli as c; c.build_parser(); "
+    code = ("import sys, redraw.tools.cli as c; c.build_parser(); "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'pydantic', 'structlog', 'tencentcloud'})"
             " + sorted(m for m in sys.modules if m in ('redraw.config', 'redraw.app', 'redraw.vod')))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=clean_env(),
@@ -138,7 +140,7 @@ def test_usage_errors_are_one_line(capsys):
 
 
 def test_ctrl_c_exits_130_with_one_line(capsys, monkeypatch):
-    from redraw import samples
+    from redraw.tools import samples
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -171,7 +173,7 @@ def test_invoke_from_stdin(env, emulator, capsys, monkeypatch):
 
 @pytest.mark.parametrize("case", ["not-an-event", "bad-http-body", "rejected-record"])
 def test_invoke_exits_1_on_failure(env, emulator, capsys, tmp_path, case):
-    from redraw.samples import apigw_event
+    from redraw.tools.samples import apigw_event
 
     if case == "not-an-event":
         event = {}
@@ -220,12 +222,12 @@ def test_generate_event_kinds(capsys, kind, trigger):
     assert events.detect(event) == trigger
     encoded = "uploads/My%20Clip%20%E5%A4%8F.mp4"
     if trigger == events.COS:
-        from redraw.cos import object_key
+        from redraw.sources.cos import object_key
 
         record = event["Records"][0]
         assert record["cos"]["cosObject"]["key"] == f"/1250000000/media/{encoded}"
         assert record["cos"]["cosObject"]["url"].endswith("/" + encoded)
-        assert object_key(events.parse_cos_record(record)) == "uploads/My Clip 夏.mp4"
+        assert object_key(parse_record(record)) == "uploads/My Clip 夏.mp4"
         assert record["event"]["eventName"].startswith(
             "cos:ObjectRemove" if kind == "cos-delete" else "cos:ObjectCreated")
     else:
@@ -251,7 +253,7 @@ def test_generate_event_records_are_numbered_and_invoke_submits_them(env, emulat
 
 
 def test_generate_event_base64_body_decodes(capsys):
-    from redraw.apigw import decode_body
+    from redraw.sources.http import decode_body
 
     code, out, _ = run(capsys, "generate-event", "apigw", "--base64", "--url", "https://example.com/a.mp4")
     assert code == 0
@@ -279,7 +281,7 @@ def test_generate_event_bad_options_exit_2_with_one_line(capsys, argv, words):
 # --- emulator -----------------------------------------------------------------------------------
 
 def test_emulator_command_serves_and_says_how_to_use_it(bare_env, capsys):
-    proc = subprocess.Popen([sys.executable, "-m", "redraw", "emulator", "--port", "0", "--fault-rate", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "redraw.tools", "emulator", "--port", "0", "--fault-rate", "0"],
                             cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:

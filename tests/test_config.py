@@ -58,7 +58,7 @@ def test_importing_the_package_validates_nothing(tmp_path):
     import sys
     from conftest import ROOT
     env = {"PATH": "/usr/bin:/bin"}
-    code = "import handler, redraw, redraw.cli, redraw.app; print('ok')"
+    code = "import handler, redraw, redraw.tools.cli, redraw.app; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 

@@ -11,9 +11,9 @@ from tencentcloud.common.abstract_model import AbstractModel
 from tencentcloud.vod.v20180717 import models as sdk
 
 from redraw.request import RedrawRequest, parse_request
-from redraw.samples import cos_record
-from redraw import cos
-from redraw.events import CosRecord
+from redraw.tools.samples import cos_record
+from redraw.sources import cos
+from redraw.sources.cos import CosRecord
 
 FULL = {
     "FileInfo": {"Type": "Url", "Url": "https://media-1250000000.cos.ap-guangzhou.myqcloud.com/a.mp4"},
@@ -79,7 +79,7 @@ def test_minimal_request_round_trips():
 
 def test_upload_request_round_trips():
     from redraw.config import load_settings
-    from redraw.service import _plan_record
+    from redraw.sources.cos import plan_record as _plan_record
 
     settings = load_settings({"VOD_SUB_APP_ID": "1", "TENCENTCLOUD_SECRETID": "id", "TENCENTCLOUD_SECRETKEY": "key",
                               "REDRAW_STYLE": "anime", "REDRAW_STORAGE_MODE": "Permanent",

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import SUB_APP_ID, load_event
 from redraw.errors import RedrawError
-from redraw.samples import cos_event, cos_record
+from redraw.tools.samples import cos_event, cos_record
 
 
 def test_sample_upload_becomes_a_task(invoke, emulator):

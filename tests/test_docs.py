@@ -56,11 +56,11 @@ def test_readme_documents_every_serverless_variable_and_the_two_commands():
     assert "make test" in ci
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^test:.*\n\t.*pytest", makefile, re.M)
-    assert re.search(r"^demo:.*\n\t.*redraw invoke", makefile, re.M)
+    assert re.search(r"^demo:.*\n\t.*redraw.tools invoke", makefile, re.M)
 
 
 def test_every_sample_event_is_documented_kind():
-    from redraw.events import detect
+    from redraw.sources import detect
     kinds = {p.name: detect(__import__("json").loads(p.read_text(encoding="utf-8")))
              for p in (ROOT / "events").glob("*.json")}
     assert {"cos", "apigw", "direct"} <= set(kinds.values())

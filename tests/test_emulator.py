@@ -1,4 +1,4 @@
-"""Tests of redraw.emulator alone, driven by the real Tencent Cloud SDK as the client."""
+"""Tests of redraw.tools.emulator alone, driven by the real Tencent Cloud SDK as the client."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-emulator_module = importlib.import_module("redraw.emulator")
+emulator_module = importlib.import_module("redraw.tools.emulator")
 DEFAULT_SECRET_ID = emulator_module.DEFAULT_SECRET_ID
 DEFAULT_SECRET_KEY = emulator_module.DEFAULT_SECRET_KEY
 RANDOM_FAULTS = emulator_module.RANDOM_FAULTS
@@ -649,7 +649,7 @@ def test_describe_unknown_task(emu):
 # --------------------------------------------------------------------------- module / CLI
 def test_import_is_cheap_and_side_effect_free():
     code = (
-        "import sys, threading; import redraw.emulator; "
+        "import sys, threading; import redraw.tools.emulator; "
         "bad = [m for m in ('pydantic', 'structlog', 'tencentcloud', 'requests') if m in sys.modules]; "
         "print(bad, threading.active_count())"
     )
@@ -662,7 +662,7 @@ def test_import_is_cheap_and_side_effect_free():
 
 def test_main_serves_and_never_prints_secret_key(monkeypatch):
     env_key = "cli-test-secret-key-value"
-    cmd = [sys.executable, "-m", "redraw.emulator", "--port", "0", "--rps", "5", "--latency", "0",
+    cmd = [sys.executable, "-m", "redraw.tools.emulator", "--port", "0", "--rps", "5", "--latency", "0",
            "--fault", "InternalError", "--fault-rate", "0"]
     env = {"PATH": "/usr/bin:/bin", "VOD_EMULATOR_SECRET_KEY": env_key, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -686,7 +686,7 @@ def test_main_serves_and_never_prints_secret_key(monkeypatch):
 
 
 def test_main_rejects_bad_fault():
-    out = subprocess.run([sys.executable, "-m", "redraw.emulator", "--port", "0", "--fault", "nonsense"],
+    out = subprocess.run([sys.executable, "-m", "redraw.tools.emulator", "--port", "0", "--fault", "nonsense"],
                          cwd=ROOT, capture_output=True, text=True, timeout=10, check=False)
     assert out.returncode == 2
     assert "unknown fault" in out.stderr

@@ -7,11 +7,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from conftest import SECRET_CANARY, TOKEN_CANARY
-from redraw import cos
-from redraw.emulator import DEFAULT_SECRET_ID, VodEmulator
+from redraw.sources import cos
+from redraw.tools.emulator import DEFAULT_SECRET_ID, VodEmulator
 from redraw.errors import RedrawError
-from redraw.events import CosRecord
-from redraw.samples import apigw_event, cos_record
+from redraw.sources.cos import CosRecord
+from redraw.tools.samples import apigw_event, cos_record
 
 FIXTURES_OK = settings(max_examples=120, deadline=None,
                        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

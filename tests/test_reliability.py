@@ -6,7 +6,7 @@ import time
 import pytest
 
 from redraw.errors import RedrawError, RetryableFailuresError, UpstreamError
-from redraw.samples import apigw_event, cos_event, redraw_body
+from redraw.tools.samples import apigw_event, cos_event, redraw_body
 
 URL = "https://media-1250000000.cos.ap-guangzhou.myqcloud.com/in/clip.mp4"
 RETRYABLE_FAULTS = ["InternalError", "RequestLimitExceeded", "RequestLimitExceeded.UinLimitExceeded",
@@ -157,13 +157,13 @@ def test_one_client_and_connection_per_warm_container(invoke, emulator):
 
 
 def test_an_unexpected_bug_is_logged_and_reported_in_package_terms(invoke, emulator, monkeypatch):
-    from redraw import service
+    from redraw import core
     from redraw.errors import UnexpectedError
 
     def broken(*args, **kwargs):
         raise KeyError("boom")
-    monkeypatch.setattr(service, "process_cos", broken)
-    monkeypatch.setattr(service, "prepare_request", broken)
+    monkeypatch.setattr(core, "submit_all", broken)
+    monkeypatch.setattr(core, "prepare_request", broken)
     out = invoke(cos_event(["a.mp4"]))
     assert isinstance(out.error, UnexpectedError) and isinstance(out.error.__cause__, KeyError)
     [line] = out.lines("handler.crashed")

@@ -7,7 +7,8 @@ import pytest
 
 from redraw import policy
 from redraw.errors import UpstreamError
-from redraw.resilience import Deadline, RateLimiter, backoff, call_with_retries
+from redraw.pacing import RateLimiter
+from redraw.retries import Deadline, backoff, call_with_retries
 
 
 class FakeClock:

@@ -8,8 +8,8 @@ import pytest
 
 from conftest import SECRET_CANARY, TOKEN_CANARY, load_event
 from redraw import logs
-from redraw.emulator import DEFAULT_SECRET_ID, VodEmulator
-from redraw.samples import apigw_event, cos_event, redraw_body
+from redraw.tools.emulator import DEFAULT_SECRET_ID, VodEmulator
+from redraw.tools.samples import apigw_event, cos_event, redraw_body
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@
 - ``session_id_for``: a SessionId derived from the row's content, so the same manifest
   submitted twice creates nothing twice (VOD answers a repeated SessionId with
   ``InvalidParameterValue.SessionId``, reported as ``duplicate``).
-- ``read_results`` and ``submit_rows``: submission through ``service.submit``, one JSON
+- ``read_results`` and ``submit_rows``: submission through ``core.submit``, one JSON
   result per row, skipping rows an earlier run already recorded as submitted or duplicate.
 """
 from __future__ import annotations
@@ -22,8 +22,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-from .errors import InvalidRequestError, RedrawError
-from .request import parse_request
+from ..errors import InvalidRequestError, RedrawError
+from ..request import parse_request
 
 SESSION_PREFIX = "redraw-m-"
 SESSION_ID_MAX = 50
@@ -336,14 +336,14 @@ def plan(rows: List[Row], done: Dict[str, dict]) -> Plan:
 
 def submit_rows(rt: Any, todo: List[Row], *, concurrency: int, on_result: Callable[[Result], None],
                 row_budget_ms: int = 60000) -> None:
-    """Submit rows through ``service.submit`` in a thread pool; ``on_result`` runs in this thread.
+    """Submit rows through ``core.submit`` in a thread pool; ``on_result`` runs in this thread.
 
-    A row whose parameters the function's own checks reject (``service.prepare_request``:
+    A row whose parameters the function's own checks reject (``core.prepare_request``:
     allowed hosts, defaults) is reported ``invalid``. After a failure caused by the
     configuration (credentials, SubAppId) rows not yet sent fail without a call.
     """
-    from . import policy, service
-    from .resilience import Deadline
+    from .. import core, policy
+    from ..retries import Deadline
 
     stop = threading.Event()
     stop_reason: List[str] = []
@@ -352,9 +352,9 @@ def submit_rows(rt: Any, todo: List[Row], *, concurrency: int, on_result: Callab
         if stop.is_set():
             return Result(row.number, FAILED, session_id=row.session_id,
                           reason="not sent: " + stop_reason[0])
-        outcome = service.submit(rt, params, Deadline(row_budget_ms, 0))
+        outcome = core.submit(rt, params, Deadline(row_budget_ms, 0))
         reason = outcome.reason
-        if outcome.status == service.FAILED and outcome.error is not None:
+        if outcome.status == core.FAILED and outcome.error is not None:
             decision = policy.decide(outcome.error.vod_code)
             if decision.hint:
                 reason = f"{reason} ({decision.hint})"
@@ -367,7 +367,7 @@ def submit_rows(rt: Any, todo: List[Row], *, concurrency: int, on_result: Callab
     jobs: List[Tuple[Row, dict]] = []
     for row in todo:
         try:
-            params, _ = service.prepare_request(dict(row.request or {}), rt.settings)
+            params, _ = core.prepare_request(dict(row.request or {}), rt.settings)
         except InvalidRequestError as exc:
             on_result(Result(row.number, INVALID, session_id=row.session_id,
                              reason=describe_problems(exc.fields or [{"field": "(row)",

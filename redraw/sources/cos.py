@@ -1,7 +1,10 @@
-"""From a COS record to what VOD needs: object key, fetchable URL, SessionId, SessionContext.
+"""COS upload notifications: the record model, the upload it names, and the batch's answer.
 
-Pure functions, except the optional presigning, which imports the COS SDK
-only when the switch is on.
+Records are validated one by one (a bad record fails alone, its neighbours
+still go through). From a valid record come the object key, a URL VOD can
+fetch, a SessionId derived from the upload (a redelivered event names the
+same id) and the SessionContext. Presigning imports the COS SDK only when
+the switch is on.
 """
 from __future__ import annotations
 
@@ -9,17 +12,101 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, Union
 from urllib.parse import quote, unquote, urlsplit
 
-from .errors import InvalidEventError
-from .events import CosRecord
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .. import core, policy
+from ..config import Settings
+from ..errors import InvalidEventError, RetryableFailuresError, UpstreamError
+from ..request import field_errors
+from ..retries import Deadline
 
 MAX_INPUT_BYTES = 2 * 1024 ** 3           # the API's input limit: under 2 GB
 SESSION_ID_MAX = 50
 SESSION_CONTEXT_MAX = 1000
 _REGION_IN_HOST = re.compile(r"\.cos\.([a-z0-9-]+)\.myqcloud\.com$")
 _SAFE = "/-_.~"  # everything else is percent-encoded, '+' and '#' included
+_LENIENT = ConfigDict(extra="ignore", hide_input_in_errors=True)
+
+
+class CosObject(BaseModel):
+    model_config = _LENIENT
+    key: str = Field(min_length=1, max_length=16384)
+    url: Optional[str] = Field(None, max_length=16384)
+    size: Optional[int] = Field(None, ge=0)
+    vid: Optional[str] = None
+    meta: Dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:  # older events carry the size as a string
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value.strip())
+        if isinstance(value, bool):
+            raise ValueError("must be an integer")
+        return value
+
+    @field_validator("meta", mode="before")
+    @classmethod
+    def _meta(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+class CosBucket(BaseModel):
+    model_config = _LENIENT
+    name: str = Field(min_length=1, max_length=256)
+    appid: Optional[Union[str, int]] = None
+    region: Optional[str] = None
+
+
+class CosInfo(BaseModel):
+    model_config = _LENIENT
+    cosObject: CosObject
+    cosBucket: CosBucket
+
+
+class CosEventInfo(BaseModel):
+    model_config = _LENIENT
+    eventName: str = Field(min_length=1, max_length=128)
+    eventTime: Optional[Union[int, float, str]] = None
+
+
+class CosRecord(BaseModel):
+    """One record of a COS notification."""
+
+    model_config = _LENIENT
+    cos: CosInfo
+    event: CosEventInfo
+
+    @property
+    def bucket(self) -> str:
+        """The bucket's full name, ``name-appid``."""
+        name, appid = self.cos.cosBucket.name, self.cos.cosBucket.appid
+        if appid in (None, "") or name.endswith(f"-{appid}"):
+            return name
+        return f"{name}-{appid}"
+
+
+def parse_record(raw: Any) -> CosRecord:
+    """Validate one record; raise InvalidEventError naming the bad fields."""
+    if not isinstance(raw, dict):
+        raise InvalidEventError("record must be a JSON object")
+    try:
+        return CosRecord.model_validate(raw)
+    except ValidationError as exc:
+        names = ", ".join(f"{f['field']} ({f['problem']})" for f in field_errors(exc))
+        raise InvalidEventError(f"invalid COS record: {names}") from None
+
+
+def record_key_hint(raw: Any) -> Optional[str]:
+    """Best-effort object key of a raw record, for results of records that failed validation."""
+    try:
+        key = raw["cos"]["cosObject"]["key"]
+        return key if isinstance(key, str) else None
+    except (KeyError, TypeError, IndexError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -154,3 +241,59 @@ def presigned_url(upload: Upload, secret_id: str, secret_key: str, token: Option
 def without_query(url: str) -> str:
     """The URL as it may be logged: no query string, so no signature or token."""
     return url.split("?", 1)[0].split("#", 1)[0]
+
+
+# --- the batch ---------------------------------------------------------------------------
+
+def plan_record(raw: Any, settings: Settings) -> core.Plan:
+    """What to do with one raw record: skip it, fail it, or submit these params."""
+    try:
+        record = parse_record(raw)
+        upload = upload_of(record)
+    except InvalidEventError as exc:
+        hint = record_key_hint(raw)
+        key = unquote(hint) if hint else None
+        return core.Plan(core.Outcome(core.FAILED, key=key, reason=exc.message,
+                                      error=UpstreamError("InvalidEvent", exc.message,
+                                                          decision=policy.TERMINAL)))
+    outcome = core.Outcome(core.SKIPPED, session_id=upload.session_id, key=upload.key,
+                           url=without_query(upload.url))
+    reason = skip_reason(upload, settings.video_suffixes)
+    if reason:
+        outcome.reason = reason
+        return core.Plan(outcome)
+    url = upload.url
+    if settings.presign_urls:
+        try:
+            url = presigned_url(upload, settings.secret_id, settings.secret_key,
+                                settings.session_token, settings.presign_expires)
+        except Exception as exc:  # missing SDK, bad region...: a configuration problem
+            outcome.status, outcome.reason = core.FAILED, f"could not presign the object URL ({type(exc).__name__})"
+            outcome.error = UpstreamError("PresignFailed", outcome.reason, decision=policy.TERMINAL)
+            return core.Plan(outcome)
+    params = core.task_defaults(settings)
+    params.update({
+        "SubAppId": settings.sub_app_id,
+        "FileInfo": {"Type": "Url", "Url": url},
+        "SessionId": upload.session_id,
+        "SessionContext": session_context_for("cos", upload.bucket, upload.key,
+                                              {"event": upload.event_name}),
+    })
+    return core.Plan(outcome, params)
+
+
+def handle(rt: core.Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
+    """``{"results": [...]}``, one entry per record in order; raises for retryable leftovers."""
+    plans = [plan_record(raw, rt.settings) for raw in event["Records"]]
+    outcomes = core.submit_all(rt, plans, deadline)
+    for index, outcome in enumerate(outcomes):
+        core.log_outcome(log, "cos.record", outcome, record=index)
+    results = [o.result() for o in outcomes]
+    counts = {s: sum(1 for r in results if r["status"] == s)
+              for s in (core.SUBMITTED, core.DUPLICATE, core.SKIPPED, core.FAILED)}
+    retry = [o.result() for o in outcomes if o.retryable]
+    log.debug("cos.event", outcome="retry" if retry else "done", records=len(results),
+              duration_ms=deadline.elapsed_ms(), **counts)
+    if retry:
+        raise RetryableFailuresError(retry)
+    return {"results": results}

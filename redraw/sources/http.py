@@ -1,8 +1,9 @@
-"""API Gateway (integrated response): routes, body decoding, and error → HTTP mapping.
+"""HTTP requests (API Gateway integrated response): routes, body decoding, answers.
 
 POST (any path but /tasks/…) creates a task; GET /tasks/{TaskId} reads one.
 Every answer is ``{"isBase64Encoded": false, "statusCode", "headers", "body"}``
-with a JSON body; error bodies never carry submitted values.
+with a JSON body; error bodies never carry submitted values. ``error_response``
+is the one place a package error becomes an HTTP status.
 """
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import math
 import re
 from typing import Any, Optional, Tuple
 
-from . import policy
-from .errors import (InvalidRequestError, MethodNotAllowedError, NotFoundError,
-                     PayloadTooLargeError, RedrawError, UpstreamError)
+from .. import core, policy, tasks
+from ..errors import (InvalidRequestError, MethodNotAllowedError, NotFoundError,
+                      PayloadTooLargeError, RedrawError, UpstreamError)
+from ..retries import Deadline
 
 _TASK_PATH = re.compile(r"/tasks/([^/]+)/?$")
 JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store"}
@@ -116,3 +118,35 @@ def error_response(exc: RedrawError, session_id: Optional[str] = None) -> dict:
     if session_id:
         body["SessionId"] = session_id
     return response(status, body, headers)
+
+
+def handle(rt: core.Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
+    """Serve one HTTP request: create a task (POST) or report one (GET /tasks/{TaskId})."""
+    started = deadline.start
+    session_id: Optional[str] = None
+    try:
+        action, task_id = route(event)
+        if action == "status":
+            summary = tasks.describe(rt.api, rt.settings.sub_app_id, task_id or "",
+                                     min(rt.settings.http_timeout, max(0.1, deadline.remaining())))
+            log.info("api.status", outcome="ok", status_code=200, task_id=summary["TaskId"],
+                     task_status=summary["Status"], vod_request_id=summary["RequestId"],
+                     duration_ms=core.ms_since(started))
+            return response(200, summary)
+        data = decode_body(event, rt.settings.max_body_bytes)
+        params, session_id = core.prepare_request(data, rt.settings)
+    except RedrawError as exc:
+        answer = error_response(exc)
+        core.log_rejection(log, "api.request", exc, answer["statusCode"], started)
+        return answer
+    outcome = core.submit(rt, params, deadline)
+    if outcome.status == core.SUBMITTED:
+        core.log_outcome(log, "api.request", outcome, status_code=200)
+        return response(200, {"TaskId": outcome.task_id, "RequestId": outcome.request_id,
+                                    "SessionId": session_id})
+    error = outcome.error or UpstreamError("InvalidParameterValue.SessionId",
+                                           outcome.reason or policy.describe("InvalidParameterValue.SessionId"),
+                                           decision=policy.DUPLICATE, request_id=outcome.request_id)
+    answer = error_response(error, session_id)
+    core.log_outcome(log, "api.request", outcome, status_code=answer["statusCode"])
+    return answer

@@ -1,7 +1,8 @@
-"""The core: decide what to submit, submit it safely, and say what happened.
+"""The core: plan what to submit, submit it safely, and say what happened.
 
-Knows nothing of HTTP or SCF's shapes beyond the validated models; talks to
-VOD only through a ``VodApi``. Results are plain dicts ready to return.
+Knows nothing of the event sources' shapes; talks to VOD only through a
+``VodApi``. The sources (``redraw.sources``) turn events into plans and
+outcomes into answers; the log lines for outcomes are written here.
 """
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Tuple
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
-from . import cos, policy
+from . import policy
 from .config import Settings
-from .errors import InvalidEventError, InvalidRequestError, UpstreamError
-from .events import parse_cos_record, record_key_hint
+from .errors import InvalidRequestError, RedrawError, UpstreamError
+from .pacing import RateLimiter
 from .request import CreateTaskResponse, RedrawRequest, parse_request
-from .resilience import Deadline, RateLimiter, call_with_retries
+from .retries import Deadline, call_with_retries
 from .vod import CREATE_ACTION, VodApi
 
 SUBMITTED, DUPLICATE, SKIPPED, FAILED = "submitted", "duplicate", "skipped", "failed"
@@ -78,7 +79,7 @@ def submit(rt: Runtime, params: dict, deadline: Deadline) -> Outcome:
             http_timeout=rt.settings.http_timeout,
             on_retry=lambda exc, n, wait: retries.append(exc.vod_code))
         return Outcome(SUBMITTED, session_id, created.TaskId, created.RequestId or None,
-                       attempts=attempts, duration_ms=_ms(started), retries=retries)
+                       attempts=attempts, duration_ms=ms_since(started), retries=retries)
     except UpstreamError as exc:
         if exc.decision == policy.DUPLICATE:
             lost_answer = any(code in policy.AMBIGUOUS for code in retries)
@@ -86,58 +87,14 @@ def submit(rt: Runtime, params: dict, deadline: Deadline) -> Outcome:
                       "(TaskId unknown; the SessionId identifies the task)" if lost_answer else
                       "SessionId already used: this upload was submitted before")
             return Outcome(DUPLICATE, session_id, None, exc.request_id, reason=reason,
-                           attempts=exc.attempts, duration_ms=_ms(started), retries=retries)
+                           attempts=exc.attempts, duration_ms=ms_since(started), retries=retries)
         return Outcome(FAILED, session_id, None, exc.request_id,
                        reason=f"{exc.vod_code}: {exc.message}", attempts=exc.attempts,
-                       duration_ms=_ms(started), error=exc, retries=retries)
+                       duration_ms=ms_since(started), error=exc, retries=retries)
 
 
-def _ms(started: float) -> int:
+def ms_since(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
-
-
-# --- COS uploads -------------------------------------------------------------------------
-
-@dataclass
-class _Plan:
-    outcome: Outcome
-    params: Optional[dict] = None   # set when the record should be submitted
-
-
-def _plan_record(raw: Any, settings: Settings) -> _Plan:
-    try:
-        record = parse_cos_record(raw)
-        upload = cos.upload_of(record)
-    except InvalidEventError as exc:
-        hint = record_key_hint(raw)
-        key = unquote(hint) if hint else None
-        return _Plan(Outcome(FAILED, key=key, reason=exc.message,
-                             error=UpstreamError("InvalidEvent", exc.message,
-                                                 decision=policy.TERMINAL)))
-    outcome = Outcome(SKIPPED, session_id=upload.session_id, key=upload.key,
-                      url=cos.without_query(upload.url))
-    reason = cos.skip_reason(upload, settings.video_suffixes)
-    if reason:
-        outcome.reason = reason
-        return _Plan(outcome)
-    url = upload.url
-    if settings.presign_urls:
-        try:
-            url = cos.presigned_url(upload, settings.secret_id, settings.secret_key,
-                                    settings.session_token, settings.presign_expires)
-        except Exception as exc:  # missing SDK, bad region...: a configuration problem
-            outcome.status, outcome.reason = FAILED, f"could not presign the object URL ({type(exc).__name__})"
-            outcome.error = UpstreamError("PresignFailed", outcome.reason, decision=policy.TERMINAL)
-            return _Plan(outcome)
-    params = task_defaults(settings)
-    params.update({
-        "SubAppId": settings.sub_app_id,
-        "FileInfo": {"Type": "Url", "Url": url},
-        "SessionId": upload.session_id,
-        "SessionContext": cos.session_context_for("cos", upload.bucket, upload.key,
-                                                  {"event": upload.event_name}),
-    })
-    return _Plan(outcome, params)
 
 
 def task_defaults(settings: Settings) -> dict:
@@ -154,12 +111,19 @@ def task_defaults(settings: Settings) -> dict:
     return params
 
 
-def process_cos(rt: Runtime, records: List[Any], deadline: Deadline) -> List[Outcome]:
-    """One outcome per record, in record order; submits eligible records concurrently."""
-    plans = [_plan_record(raw, rt.settings) for raw in records]
+@dataclass
+class Plan:
+    """One unit of work: its outcome so far, and the params to submit (None: nothing to send)."""
+
+    outcome: Outcome
+    params: Optional[dict] = None
+
+
+def submit_all(rt: Runtime, plans: List[Plan], deadline: Deadline) -> List[Outcome]:
+    """One outcome per plan, in order; plans with params are submitted concurrently."""
     todo = [p for p in plans if p.params is not None]
 
-    def run(plan: _Plan) -> None:
+    def run(plan: Plan) -> None:
         done = submit(rt, plan.params, deadline)  # type: ignore[arg-type]
         done.key, done.url = plan.outcome.key, plan.outcome.url
         plan.outcome = done
@@ -175,7 +139,7 @@ def process_cos(rt: Runtime, records: List[Any], deadline: Deadline) -> List[Out
     return [p.outcome for p in plans]
 
 
-# --- API Gateway and direct requests --------------------------------------------------------
+# --- requests from callers (HTTP, direct, queues) --------------------------------------------
 
 def host_allowed(url: str, allowed: Tuple[str, ...]) -> bool:
     if not allowed:
@@ -216,3 +180,47 @@ def prepare_request(data: Any, settings: Settings) -> Tuple[dict, str]:
     if not params.get("SessionId"):
         params["SessionId"] = "redraw-" + uuid.uuid4().hex
     return params, params["SessionId"]
+
+
+# --- log lines ------------------------------------------------------------------------------
+
+def log_outcome(log: Any, message: str, outcome: Outcome, **extra: Any) -> None:
+    fields = dict(outcome=outcome.status, session_id=outcome.session_id, task_id=outcome.task_id,
+                  vod_request_id=outcome.request_id, duration_ms=outcome.duration_ms,
+                  attempts=outcome.attempts, **extra)
+    if outcome.key is not None:
+        fields["key"] = outcome.key
+    if outcome.url:
+        fields["url"] = outcome.url
+    if outcome.reason:
+        fields["reason"] = outcome.reason
+    if outcome.retries:
+        fields["retried_after"] = outcome.retries
+    if outcome.status != FAILED:
+        log.info(message, **fields)
+        return
+    decision = policy.decide(outcome.error.vod_code) if outcome.error else None
+    fields["error_code"] = outcome.error.vod_code if outcome.error else None
+    if outcome.error is not None and outcome.error.vod_message:
+        fields["vod_message"] = outcome.error.vod_message
+    fields["retryable"] = outcome.retryable
+    if outcome.retryable:
+        log.warning(message, **fields)
+    else:
+        if decision is not None and decision.hint:
+            fields["fix"] = decision.hint
+        log.error(message, **fields)
+
+
+def log_rejection(log: Any, message: str, exc: RedrawError, status: int, started: float) -> None:
+    fields = dict(outcome="rejected", status_code=status, error=exc.code, reason=exc.message,
+                  duration_ms=ms_since(started))
+    if isinstance(exc, InvalidRequestError) and exc.fields:
+        fields["fields"] = [f["field"] for f in exc.fields]
+    if isinstance(exc, UpstreamError):
+        fields.update(error=exc.vod_code, vod_request_id=exc.request_id)
+        if exc.vod_message:
+            fields["vod_message"] = exc.vod_message
+        log.warning(message, **fields) if exc.decision == policy.RETRY else log.error(message, **fields)
+        return
+    log.warning(message, **fields)

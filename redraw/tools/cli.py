@@ -20,7 +20,7 @@ import time
 import uuid
 from typing import Any, Dict, Iterator, List, Optional
 
-from .errors import ConfigError, InvalidRequestError, RedrawError, UpstreamError
+from ..errors import ConfigError, InvalidRequestError, RedrawError, UpstreamError
 
 DEMO_SUB_APP_ID = "1500000001"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -144,7 +144,7 @@ def vod_target(args: argparse.Namespace, *, embedded_ok: bool,
     Raises CliError (before any call) when that would be the real API without ``--real``.
     With ``embedded_ok`` and no VOD_ENDPOINT at all, runs an in-process emulator meanwhile.
     """
-    from .config import DEFAULT_ENDPOINT, parse_endpoint
+    from ..config import DEFAULT_ENDPOINT, parse_endpoint
 
     endpoint = getattr(args, "endpoint", None)
     if endpoint:
@@ -199,7 +199,7 @@ def _has_failures(result: Any) -> bool:
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
-    from . import app
+    from .. import app
 
     try:
         event = _read_event(args.event)
@@ -321,7 +321,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 # --- status ---------------------------------------------------------------------------------
 
 def _settings(updates: Dict[str, Optional[str]]) -> Any:
-    from .config import load_settings
+    from ..config import load_settings
 
     return load_settings(_merged_env(updates))
 
@@ -353,8 +353,8 @@ def _print_status(summary: dict, as_json: bool) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from . import policy, tasks
-    from .vod import VodClient
+    from .. import policy, tasks
+    from ..vod import VodClient
 
     if args.interval <= 0 or args.timeout <= 0:
         raise CliError("--interval and --timeout must be positive")
@@ -437,9 +437,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return _dry_run(args, rows)
     lines = {row.number: row.line for row in rows}
 
-    from .resilience import RateLimiter
-    from .service import Runtime
-    from .vod import VodClient
+    from ..pacing import RateLimiter
+    from ..core import Runtime
+    from ..vod import VodClient
 
     with vod_target(args, embedded_ok=True) as updates:
         updates = dict(updates, VOD_MAX_CONCURRENCY=str(args.concurrency))
@@ -639,7 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _error_line(exc: BaseException) -> str:
     if isinstance(exc, UpstreamError):
-        from . import policy
+        from .. import policy
 
         text = f"VOD error {exc.vod_code}: {exc.message}"
         if exc.request_id:

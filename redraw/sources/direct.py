@@ -1,0 +1,28 @@
+"""Direct invocations: the event is the redraw request itself (console, SDK Invoke, tccli).
+
+Answers ``{"TaskId", "RequestId", "SessionId", "Status"}``; invalid fields and
+failed submissions raise, so the caller sees the error.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .. import core
+from ..errors import InvalidRequestError
+from ..retries import Deadline
+
+
+def handle(rt: core.Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
+    """Submit the event's own request fields; raise the failure for the caller to see."""
+    started = deadline.start
+    try:
+        params, session_id = core.prepare_request(event, rt.settings)
+    except InvalidRequestError as exc:
+        core.log_rejection(log, "direct.request", exc, 400, started)
+        raise
+    outcome = core.submit(rt, params, deadline)
+    core.log_outcome(log, "direct.request", outcome)
+    if outcome.status == core.FAILED and outcome.error is not None:
+        raise outcome.error
+    return {"TaskId": outcome.task_id, "RequestId": outcome.request_id, "SessionId": session_id,
+            "Status": outcome.status}
