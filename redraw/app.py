@@ -19,12 +19,13 @@ import structlog
 from . import logs, sources
 from .config import load_settings
 from .core import Runtime, ms_since
-from .errors import ConfigError, InvalidEventError, RedrawError, UnexpectedError
+from .errors import ConfigError, InvalidEventError, RedrawError, UnexpectedError, UnsupportedTriggerError
 from .pacing import shared_limiter
 from .retries import Deadline
 
 #: trigger -> module of redraw.sources that serves it
-_MODULES = {sources.COS: "cos", sources.APIGW: "http", sources.DIRECT: "direct"}
+_MODULES = {sources.COS: "cos", sources.APIGW: "http", sources.URL: "http", sources.CKAFKA: "ckafka",
+            sources.DIRECT: "direct"}
 
 _runtime: Optional[Runtime] = None
 _runtime_lock = threading.Lock()
@@ -83,8 +84,9 @@ def handle(event: Any, context: Any) -> Any:
     try:
         trigger = sources.detect(event)
     except InvalidEventError as exc:
+        extra = {"trigger": exc.trigger} if isinstance(exc, UnsupportedTriggerError) else {}
         log.error("event.rejected", outcome="rejected", error=exc.code, reason=exc.message,
-                  duration_ms=ms_since(started))
+                  duration_ms=ms_since(started), **extra)
         raise
     structlog.contextvars.bind_contextvars(trigger=trigger)
     try:
@@ -92,9 +94,9 @@ def handle(event: Any, context: Any) -> Any:
     except ConfigError as exc:
         log.error("config.invalid", outcome="failed", error=exc.code, reason=exc.message,
                   fix="set the function's environment variables (see README, Configuration)")
-        if trigger == sources.APIGW:
+        if trigger in sources.HTTP_TRIGGERS:
             from .sources import http
-            return http.error_response(exc)
+            return http.error_response(exc, trigger=trigger)
         raise
     deadline = Deadline(_time_limit_ms(ctx, rt.settings.default_time_limit_ms),
                         rt.settings.safety_margin_ms, start=started)
@@ -107,6 +109,6 @@ def handle(event: Any, context: Any) -> Any:
         log.exception("handler.crashed", outcome="failed", error=type(exc).__name__, duration_ms=ms_since(started))
         failure = UnexpectedError(f"unexpected {type(exc).__name__} while handling the event; "
                                   "see the log line handler.crashed")
-        if trigger == sources.APIGW:
-            return source.error_response(failure)
+        if trigger in sources.HTTP_TRIGGERS:
+            return source.error_response(failure, trigger=trigger)
         raise failure from exc

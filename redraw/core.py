@@ -208,7 +208,9 @@ def log_outcome(log: Any, message: str, outcome: Outcome, **extra: Any) -> None:
         log.warning(message, **fields)
     else:
         if decision is not None and decision.hint:
-            fields["fix"] = decision.hint
+            code = outcome.error.vod_code if outcome.error else ""
+            fields["fix"] = (f"{outcome.reason}: {decision.hint}" if code in policy.INPUT_CODES
+                             and outcome.reason else decision.hint)
         log.error(message, **fields)
 
 

@@ -34,6 +34,16 @@ class InvalidEventError(RedrawError):
     code = "InvalidEvent"
 
 
+class UnsupportedTriggerError(InvalidEventError):
+    """The event comes from a trigger that is not a redraw source (timer, CMQ, CLS, ...)."""
+
+    code = "UnsupportedTrigger"
+
+    def __init__(self, trigger: str, message: str) -> None:
+        super().__init__(message)
+        self.trigger = trigger
+
+
 class InvalidRequestError(RedrawError):
     """A redraw request failed validation; ``fields`` names each bad field."""
 

@@ -18,6 +18,11 @@ TIMEOUT = "Timeout"
 HTTP_ERROR = "HttpError"
 MALFORMED_RESPONSE = "MalformedResponse"
 DEADLINE = "DeadlineExceeded"
+#: Codes of our own for input that failed validation before any VOD call: the
+#: log line's ``fix`` names what is wrong with it (the outcome's reason).
+INVALID_EVENT = "InvalidEvent"
+INVALID_REQUEST = "InvalidRequest"
+INPUT_CODES = (INVALID_EVENT, INVALID_REQUEST)
 #: Failures after which VOD may have created the task anyway.
 AMBIGUOUS = (TIMEOUT, TRANSPORT_ERROR, HTTP_ERROR, MALFORMED_RESPONSE)
 
@@ -26,7 +31,7 @@ _RETRY_EXACT = {"InternalError", TRANSPORT_ERROR, TIMEOUT, HTTP_ERROR, MALFORMED
 _RETRY_PREFIX = ("RequestLimitExceeded", "InternalError.")
 _TERMINAL_EXACT = {"UnknownParameter", "UnauthorizedOperation", "FailedOperation.InvalidVodUser",
                    "InvalidAction", "NoSuchVersion", "UnsupportedOperation", "MissingParameter",
-                   "InvalidCredential", "InvalidRequest"}
+                   "InvalidCredential", INVALID_REQUEST, INVALID_EVENT}
 _TERMINAL_PREFIX = ("AuthFailure", "InvalidParameter", "UnauthorizedOperation.", "UnknownParameter.",
                     "UnsupportedOperation.", "MissingParameter.")
 #: Terminal codes that mean the function itself is misconfigured (not the caller's input).
@@ -50,6 +55,9 @@ _HINTS = {
     "InvalidParameterValue.SessionContextTooLong": "SessionContext is limited to 1000 characters",
     "InvalidAction": "the endpoint does not know the action: check VOD_ENDPOINT",
     "NoSuchVersion": "the endpoint does not know API version 2018-07-17: check VOD_ENDPOINT",
+    INVALID_EVENT: ("the record does not have the shape the trigger sends; a retry cannot fix it: "
+                    "check the event's source (a hand-written or edited test event?)"),
+    INVALID_REQUEST: "the request is not a valid redraw request: fix the fields named and send it again",
 }
 #: Fallback hints by code family, longest prefix first.
 _FAMILY_HINTS = (

@@ -72,6 +72,13 @@ class CosEventInfo(BaseModel):
     eventName: str = Field(min_length=1, max_length=128)
     eventTime: Optional[Union[int, float, str]] = None
 
+    @field_validator("eventName", mode="after")
+    @classmethod
+    def _compact(cls, value: str) -> str:
+        # Old console templates and the scf CLI write "cos: ObjectCreated: *":
+        # the same event as "cos:ObjectCreated:*".
+        return "".join(value.split()) or value
+
 
 class CosRecord(BaseModel):
     """One record of a COS notification."""
@@ -101,12 +108,27 @@ def parse_record(raw: Any) -> CosRecord:
 
 
 def record_key_hint(raw: Any) -> Optional[str]:
-    """Best-effort object key of a raw record, for results of records that failed validation."""
-    try:
-        key = raw["cos"]["cosObject"]["key"]
-        return key if isinstance(key, str) else None
-    except (KeyError, TypeError, IndexError):
+    """Best-effort decoded object key of a raw record, for records that failed validation.
+
+    Decoded like a valid record's key (``/APPID/NAME/`` prefix removed,
+    percent-decoding undone), so every result names its object the same way.
+    """
+    def part(*path: str) -> Any:
+        value = raw
+        for name in path:
+            value = value.get(name) if isinstance(value, dict) else None
+        return value
+
+    key = part("cos", "cosObject", "key")
+    if not isinstance(key, str) or not key:
         return None
+    name, appid = part("cos", "cosBucket", "name"), part("cos", "cosBucket", "appid")
+    if isinstance(name, str) and isinstance(appid, (str, int)) and not isinstance(appid, bool) and appid != "":
+        short = name[:-len(f"-{appid}")] if name.endswith(f"-{appid}") else name
+        for prefix in (f"/{appid}/{short}/", f"/{appid}/{name}/", f"/{appid}/{short}-{appid}/"):
+            if key.startswith(prefix):
+                return unquote(key[len(prefix):], errors="replace")
+    return unquote(key.lstrip("/"), errors="replace")
 
 
 @dataclass(frozen=True)
@@ -228,10 +250,14 @@ def skip_reason(upload: Upload, video_suffixes: Tuple[str, ...]) -> Optional[str
 
 def presigned_url(upload: Upload, secret_id: str, secret_key: str, token: Optional[str],
                   expires: int) -> str:
-    """A GET URL signed with the function's own credentials (private buckets)."""
+    """A GET URL signed with the function's own credentials (private buckets).
+
+    Always https, whatever scheme the event's URL has (real COS events carry
+    http:// URLs): the URL carries the signature and, with a run role, the token.
+    """
     from qcloud_cos import CosConfig, CosS3Client  # optional feature: imported only when used
 
-    config = CosConfig(Domain=upload.host, Scheme=upload.scheme, SecretId=secret_id,
+    config = CosConfig(Domain=upload.host, Scheme="https", SecretId=secret_id,
                        SecretKey=secret_key, Token=token, Region=upload.region or None)
     params = {"x-cos-security-token": token} if token else {}
     return CosS3Client(config).get_presigned_url(
@@ -251,10 +277,8 @@ def plan_record(raw: Any, settings: Settings) -> core.Plan:
         record = parse_record(raw)
         upload = upload_of(record)
     except InvalidEventError as exc:
-        hint = record_key_hint(raw)
-        key = unquote(hint) if hint else None
-        return core.Plan(core.Outcome(core.FAILED, key=key, reason=exc.message,
-                                      error=UpstreamError("InvalidEvent", exc.message,
+        return core.Plan(core.Outcome(core.FAILED, key=record_key_hint(raw), reason=exc.message,
+                                      error=UpstreamError(policy.INVALID_EVENT, exc.message,
                                                           decision=policy.TERMINAL)))
     outcome = core.Outcome(core.SKIPPED, session_id=upload.session_id, key=upload.key,
                            url=without_query(upload.url))

@@ -1,9 +1,11 @@
-"""HTTP requests (API Gateway integrated response): routes, body decoding, answers.
+"""HTTP requests: the function URL and the API Gateway trigger (integrated response).
 
-POST (any path but /tasks/…) creates a task; GET /tasks/{TaskId} reads one.
-Every answer is ``{"isBase64Encoded": false, "statusCode", "headers", "body"}``
-with a JSON body; error bodies never carry submitted values. ``error_response``
-is the one place a package error becomes an HTTP status.
+Both triggers are served alike: POST (any path but /tasks/…) creates a task;
+GET /tasks/{TaskId} reads one. The answer has the shape each trigger expects:
+``{"statusCode", "headers", "body"}`` for a function URL, plus
+``"isBase64Encoded": false`` for API Gateway (without it the gateway answers
+403). Bodies are JSON; error bodies never carry submitted values.
+``error_response`` is the one place a package error becomes an HTTP status.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import math
 import re
 from typing import Any, Optional, Tuple
 
-from .. import core, policy, tasks
+from .. import core, policy, sources, tasks
 from ..errors import (InvalidRequestError, MethodNotAllowedError, NotFoundError,
                       PayloadTooLargeError, RedrawError, UpstreamError)
 from ..retries import Deadline
@@ -23,10 +25,12 @@ _TASK_PATH = re.compile(r"/tasks/([^/]+)/?$")
 JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store"}
 
 
-def response(status: int, body: dict, headers: Optional[dict] = None) -> dict:
-    return {"isBase64Encoded": False, "statusCode": status,
-            "headers": {**JSON_HEADERS, **(headers or {})},
-            "body": json.dumps(body, ensure_ascii=False, separators=(",", ":"))}
+def response(status: int, body: dict, headers: Optional[dict] = None, *, trigger: str = sources.APIGW) -> dict:
+    """The answer in the shape the trigger expects (sources.APIGW or sources.URL)."""
+    answer: dict = {"isBase64Encoded": False} if trigger == sources.APIGW else {}
+    answer.update(statusCode=status, headers={**JSON_HEADERS, **(headers or {})},
+                  body=json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+    return answer
 
 
 def _as_dict(value: Any) -> dict:
@@ -93,7 +97,8 @@ def _too_large(max_bytes: int) -> PayloadTooLargeError:
                                 [{"field": "(body)", "problem": f"larger than {max_bytes} bytes"}])
 
 
-def error_response(exc: RedrawError, session_id: Optional[str] = None) -> dict:
+def error_response(exc: RedrawError, session_id: Optional[str] = None, *,
+                   trigger: str = sources.APIGW) -> dict:
     """The one place a package error becomes an HTTP answer."""
     headers: dict = {}
     if isinstance(exc, PayloadTooLargeError):
@@ -117,12 +122,13 @@ def error_response(exc: RedrawError, session_id: Optional[str] = None) -> dict:
         body["error"].pop("RequestId", None)
     if session_id:
         body["SessionId"] = session_id
-    return response(status, body, headers)
+    return response(status, body, headers, trigger=trigger)
 
 
 def handle(rt: core.Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
     """Serve one HTTP request: create a task (POST) or report one (GET /tasks/{TaskId})."""
     started = deadline.start
+    trigger = sources.detect(event)
     session_id: Optional[str] = None
     try:
         action, task_id = route(event)
@@ -132,21 +138,21 @@ def handle(rt: core.Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
             log.info("api.status", outcome="ok", status_code=200, task_id=summary["TaskId"],
                      task_status=summary["Status"], vod_request_id=summary["RequestId"],
                      duration_ms=core.ms_since(started))
-            return response(200, summary)
+            return response(200, summary, trigger=trigger)
         data = decode_body(event, rt.settings.max_body_bytes)
         params, session_id = core.prepare_request(data, rt.settings)
     except RedrawError as exc:
-        answer = error_response(exc)
+        answer = error_response(exc, trigger=trigger)
         core.log_rejection(log, "api.request", exc, answer["statusCode"], started)
         return answer
     outcome = core.submit(rt, params, deadline)
     if outcome.status == core.SUBMITTED:
         core.log_outcome(log, "api.request", outcome, status_code=200)
         return response(200, {"TaskId": outcome.task_id, "RequestId": outcome.request_id,
-                                    "SessionId": session_id})
+                               "SessionId": session_id}, trigger=trigger)
     error = outcome.error or UpstreamError("InvalidParameterValue.SessionId",
                                            outcome.reason or policy.describe("InvalidParameterValue.SessionId"),
                                            decision=policy.DUPLICATE, request_id=outcome.request_id)
-    answer = error_response(error, session_id)
+    answer = error_response(error, session_id, trigger=trigger)
     core.log_outcome(log, "api.request", outcome, status_code=answer["statusCode"])
     return answer

@@ -84,3 +84,28 @@ def apigw_event(body: Any = None, *, method: str = "POST", path: str = "/redraw"
         "headerParameters": {}, "stageVariables": {"stage": "release"}, "path": path,
         "queryString": {}, "httpMethod": method, "isBase64Encoded": "true" if base64_body else False,
     }
+
+
+def url_event(body: Any = None, *, method: str = "POST", path: str = "/redraw",
+              region: str = DEFAULT_REGION) -> dict:
+    """A function URL event (event function): API-Gateway-like, without requestContext or isBase64Encoded."""
+    raw = body if isinstance(body, str) or body is None else json.dumps(body, ensure_ascii=False)
+    return {
+        "body": raw if raw is not None else "",
+        "headers": {"accept": "*/*", "content-type": "application/json",
+                    "host": f"1250000000-abcd1234ef.{region}.tencentscf.com",
+                    "user-agent": "curl/8.5.0", "x-scf-remote-addr": "203.0.113.9"},
+        "httpMethod": method,
+        "path": path,
+        "queryString": {},
+    }
+
+
+def ckafka_event(bodies: List[Any], *, topic: str = "redraw-requests", partition: int = 0,
+                 first_offset: int = 36) -> dict:
+    """A CKafka trigger event: one message per body (a dict is sent as JSON text)."""
+    return {"Records": [
+        {"Ckafka": {"topic": topic, "partition": partition, "offset": first_offset + i,
+                    "msgKey": "None",
+                    "msgBody": body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)}}
+        for i, body in enumerate(bodies)]}
