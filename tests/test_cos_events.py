@@ -170,3 +170,57 @@ def test_key_that_is_not_utf8_fails_alone_with_a_reason(invoke, emulator):
     assert [r["status"] for r in out.result["results"]] == ["submitted", "failed"]
     assert "UTF-8" in out.result["results"][1]["reason"]
     assert emulator.task_count == 1
+
+
+@pytest.mark.parametrize("spaced, compact, status", [
+    ("cos: ObjectCreated: *", "cos:ObjectCreated:*", "submitted"),
+    ("cos: ObjectCreated:Post", "cos:ObjectCreated:Post", "submitted"),
+    ("cos: ObjectRemove:Delete", "cos:ObjectRemove:Delete", "skipped"),
+])
+def test_event_names_with_spaces_mean_their_compact_forms(invoke, emulator, spaced, compact, status):
+    event = cos_event(["in/a.mp4"], event_name=spaced)
+    out = invoke(event)
+    [result] = out.result["results"]
+    assert result["status"] == status
+    if status == "submitted":
+        assert json.loads(emulator.calls[-1]["params"]["SessionContext"])["event"] == compact
+    else:
+        assert result["reason"] == "object removed: nothing to redraw" and emulator.calls == []
+    # the same upload under its compact name is the same upload: nothing twice
+    again = invoke(cos_event(["in/a.mp4"], event_name=compact, request_id=event["Records"][0]["cos"]["cosObject"]
+                             ["meta"]["x-cos-request-id"], event_time=event["Records"][0]["event"]["eventTime"]))
+    assert again.result["results"][0]["status"] == ("duplicate" if status == "submitted" else "skipped")
+
+
+def test_failed_record_names_its_key_decoded_like_every_other(invoke, emulator):
+    event = cos_event(["in/My Clip 夏.mp4", "in/Other Clip.mp4"])
+    event["Records"][1]["cos"]["cosObject"]["url"] = "ftp://media-1250000000.cos.ap-guangzhou.myqcloud.com/x"
+    out = invoke(event)
+    first, second = out.result["results"]
+    assert first["key"] == "in/My Clip 夏.mp4" and first["status"] == "submitted"
+    assert second["key"] == "in/Other Clip.mp4" and second["status"] == "failed"
+    [_, line] = out.lines("cos.record")
+    assert line["key"] == "in/Other Clip.mp4" and line["error_code"] == "InvalidEvent"
+    assert line["fix"].startswith("cos.cosObject.url must be an http(s) URL")
+    assert "does not know" not in line["fix"]
+
+
+def test_record_failing_the_model_names_the_field_in_its_fix(invoke, emulator):
+    event = cos_event(["ok.mp4", "bad.mp4"])
+    del event["Records"][1]["cos"]["cosBucket"]
+    out = invoke(event)
+    assert [r["status"] for r in out.result["results"]] == ["submitted", "failed"]
+    assert out.result["results"][1]["key"] == "bad.mp4"
+    [_, line] = out.lines("cos.record")
+    assert "cos.cosBucket" in line["fix"] and "shape the trigger sends" in line["fix"]
+
+
+def test_presigned_url_is_https_whatever_the_event_url_scheme(invoke, emulator, env):
+    env.setenv("REDRAW_PRESIGN_URLS", "true")
+    event = cos_event(["private/clip.mp4"])
+    assert event["Records"][0]["cos"]["cosObject"]["url"].startswith("http://")  # as real COS events
+    out = invoke(event)
+    assert out.result["results"][0]["status"] == "submitted"
+    url = emulator.calls[-1]["params"]["FileInfo"]["Url"]
+    assert url.startswith("https://media-1250000000.cos.ap-guangzhou.myqcloud.com/private/clip.mp4?")
+    assert "q-signature=" in url

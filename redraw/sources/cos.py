@@ -26,6 +26,7 @@ from ..retries import Deadline
 MAX_INPUT_BYTES = 2 * 1024 ** 3           # the API's input limit: under 2 GB
 SESSION_ID_MAX = 50
 SESSION_CONTEXT_MAX = 1000
+_APPID_PREFIX = re.compile(r"^/\d+/[^/]+/(.+)$", re.S)
 _REGION_IN_HOST = re.compile(r"\.cos\.([a-z0-9-]+)\.myqcloud\.com$")
 _SAFE = "/-_.~"  # everything else is percent-encoded, '+' and '#' included
 _LENIENT = ConfigDict(extra="ignore", hide_input_in_errors=True)
@@ -128,7 +129,8 @@ def record_key_hint(raw: Any) -> Optional[str]:
         for prefix in (f"/{appid}/{short}/", f"/{appid}/{name}/", f"/{appid}/{short}-{appid}/"):
             if key.startswith(prefix):
                 return unquote(key[len(prefix):], errors="replace")
-    return unquote(key.lstrip("/"), errors="replace")
+    match = _APPID_PREFIX.match(key)  # no usable bucket: COS writes every key as /APPID/NAME/key
+    return unquote(match.group(1) if match else key.lstrip("/"), errors="replace")
 
 
 @dataclass(frozen=True)
