@@ -214,7 +214,8 @@ def test_invoke_without_configuration_uses_an_in_process_emulator(bare_env, caps
 # --- generate-event -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind, trigger", [("cos", events.COS), ("cos-delete", events.COS),
-                                           ("apigw", events.APIGW), ("direct", events.DIRECT)])
+                                           ("url", events.URL), ("apigw", events.APIGW),
+                                           ("ckafka", events.CKAFKA), ("direct", events.DIRECT)])
 def test_generate_event_kinds(capsys, kind, trigger):
     code, out, err = run(capsys, "generate-event", kind, "--key", "uploads/My Clip 夏.mp4")
     assert code == 0, err
@@ -231,7 +232,8 @@ def test_generate_event_kinds(capsys, kind, trigger):
         assert record["event"]["eventName"].startswith(
             "cos:ObjectRemove" if kind == "cos-delete" else "cos:ObjectCreated")
     else:
-        body = json.loads(event["body"]) if kind == "apigw" else event
+        body = (json.loads(event["body"]) if kind in ("apigw", "url") else
+                json.loads(event["Records"][0]["Ckafka"]["msgBody"]) if kind == "ckafka" else event)
         assert body["FileInfo"] == {"Type": "Url", "Url": f"{BASE_URL[:-len('/uploads')]}/{encoded}"}
 
 
@@ -252,6 +254,24 @@ def test_generate_event_records_are_numbered_and_invoke_submits_them(env, emulat
     assert emulator.task_count == 3
 
 
+def test_generate_event_ckafka_and_url_run_through_invoke(env, emulator, capsys, tmp_path):
+    code, out, _ = run(capsys, "generate-event", "ckafka", "--key", "in/clip.mp4", "--records", "3")
+    assert code == 0
+    event = json.loads(out)
+    assert [r["Ckafka"]["offset"] for r in event["Records"]] == [36, 37, 38]
+    path = tmp_path / "ckafka.json"
+    path.write_text(out, encoding="utf-8")
+    code, out, _ = run(capsys, "invoke", path)
+    assert code == 0
+    assert [r["status"] for r in split_invoke(out)[1]["results"]] == ["submitted"] * 3
+    code, out, _ = run(capsys, "generate-event", "url", "--url", "https://example.com/a.mp4")
+    assert code == 0 and "isBase64Encoded" not in json.loads(out) and "requestContext" not in json.loads(out)
+    path.write_text(out, encoding="utf-8")
+    code, out, _ = run(capsys, "invoke", path)
+    assert code == 0 and split_invoke(out)[1]["statusCode"] == 200
+    assert emulator.task_count == 4
+
+
 def test_generate_event_base64_body_decodes(capsys):
     from redraw.sources.http import decode_body
 
@@ -269,6 +289,9 @@ def test_generate_event_base64_body_decodes(capsys):
     (["cos", "--bucket", "Media_1250000000"], "--bucket"),
     (["cos", "--base64"], "--base64"),
     (["direct", "--records", "2"], "--records"),
+    (["url", "--records", "2"], "--records"),
+    (["url", "--base64"], "--base64"),
+    (["ckafka", "--size", "5"], "--size"),
     (["cos", "--records", "0"], "--records"),
 ])
 def test_generate_event_bad_options_exit_2_with_one_line(capsys, argv, words):

@@ -25,27 +25,79 @@ def test_added_variable_names_use_the_project_prefixes():
         assert name.startswith(("VOD_", "REDRAW_")) or name.startswith("TENCENTCLOUD_"), name
 
 
+SLS_TEXT = (ROOT / "serverless.yml").read_text(encoding="utf-8")
+ENV_EXAMPLE = (ROOT / ".env.example").read_text(encoding="utf-8")
+#: variables the component itself resolves (configure.md: name: ${name}-${stage}-${app})
+COMPONENT_VARIABLES = {"name", "stage", "app", "org"}
+
+
+def _apigw_alternative() -> list:
+    """The commented API Gateway block, uncommented and parsed."""
+    block = SLS_TEXT.split("# apigw-alternative:start\n")[1].split("# apigw-alternative:end")[0]
+    lines = [line.strip()[2:] if line.strip().startswith("# ") else "" for line in block.splitlines()]
+    indent = min(len(line) - len(line.lstrip()) for line in lines if line.strip())
+    return yaml.safe_load("\n".join(line[indent:] for line in lines))
+
+
+def test_serverless_yml_uses_only_resolvable_variables_listed_in_env_example():
+    doc_examples = ("${env:NAME}", "${env:NAME, 'x'}")  # the file's own comment about the forms
+    text = SLS_TEXT
+    for example in doc_examples:
+        text = text.replace(example, "")
+    forms = re.findall(r"\$\{([^}]*)\}", text)
+    assert forms
+    example = set(re.findall(r"^(?:# )?([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE, re.M))
+    for form in forms:
+        if form in COMPONENT_VARIABLES:
+            continue
+        match = re.fullmatch(r"env:([A-Z][A-Z0-9_]*)", form)
+        assert match, f"${{{form}}} is not a form the Serverless CLIs resolve: use ${{env:NAME}}"
+        assert match.group(1) in example, f"{match.group(1)} is missing from .env.example"
+    for name in example:  # and .env.example holds nothing the file does not use
+        assert f"${{env:{name}}}" in SLS_TEXT, name
+    assert not re.search(r"(?i)(secret|token|password)\w*=\S", ENV_EXAMPLE)
+
+
 def test_serverless_yml_matches_the_code():
     inputs = SLS["inputs"]
     module, function = inputs["handler"].split(".")
     assert callable(getattr(importlib.import_module(module), function))
-    assert inputs["runtime"] == "Python3.10"
+    assert f"`{inputs['handler']}`" in README
+    assert inputs["runtime"] == "Python3.10" and "`Python3.10`" in README
     assert inputs["src"]["src"] == "./dist/redraw-scf"
     assert "dist/redraw-scf.zip dist/redraw-scf" in (ROOT / "Makefile").read_text()  # make package unpacks it there
     assert inputs["memorySize"] == 64 and 1 <= inputs["timeout"] <= 900
-    assert inputs["deadLetter"]["type"] == "CMQ" and inputs["deadLetter"]["name"]
+    # retryNum / msgTTL only apply with asyncRunEnable: true (long-running async execution)
+    assert inputs["asyncRunEnable"] is False
+    assert "retryNum" not in inputs and "msgTTL" not in inputs
+    assert inputs["deadLetter"] == {"type": "CMQ", "name": "redraw-dlq"}
+    assert "cls" not in inputs or all(inputs["cls"].values())  # an empty id would be sent as such
     variables = inputs["environment"]["variables"]
     assert "VOD_SUB_APP_ID" in variables
     assert set(variables) <= set(VARIABLES), set(variables) - set(VARIABLES)
     assert len(str(variables)) < 4096  # SCF: all variables together ≤ 4 KB
     events = {list(e)[0]: list(e.values())[0]["parameters"] for e in inputs["events"]}
+    assert set(events) == {"cos", "http"}  # no API Gateway trigger: it can no longer be created
     assert events["cos"]["events"] == "cos:ObjectCreated:*" and events["cos"]["enable"] is True
-    assert events["cos"]["bucket"].endswith(".myqcloud.com}") or ".cos." in events["cos"]["bucket"]
-    endpoints = {(e["method"], e["path"]): e for e in events["apigw"]["endpoints"]}
+    assert events["cos"]["bucket"] == "${env:COS_BUCKET}.cos.${env:REGION}.myqcloud.com"
+    assert events["http"]["authType"] == "CAM" and events["http"]["netConfig"]["enableExtranet"] is True
+    assert "authType: CAM" in README
+
+
+def test_serverless_yml_api_gateway_alternative_is_complete():
+    [event] = _apigw_alternative()
+    endpoints = {(e["method"], e["path"]): e for e in event["apigw"]["parameters"]["endpoints"]}
     assert set(endpoints) == {("POST", "/redraw"), ("GET", "/tasks/{TaskId}")}
     for endpoint in endpoints.values():
         assert endpoint["function"]["isIntegratedResponse"] is True
-        assert endpoint["authType"] != "NONE"
+        assert endpoint["authType"] == "APP" and endpoint["app"]["name"]  # APP auth needs its app
+
+
+def test_readme_deploy_section_covers_env_file_retries_and_dead_letter_queue():
+    deploy = README.split("## Deploy")[1].split("\n## ")[0]
+    for words in ("cp .env.example .env", "UpdateFunctionEventInvokeConfig", "TDMQ for CMQ",
+                  "RetryNum", "MsgTTL", "asyncRunEnable"):
+        assert words in deploy, words
 
 
 def test_readme_documents_every_serverless_variable_and_the_two_commands():
@@ -63,7 +115,7 @@ def test_every_sample_event_is_documented_kind():
     from redraw.sources import detect
     kinds = {p.name: detect(__import__("json").loads(p.read_text(encoding="utf-8")))
              for p in (ROOT / "events").glob("*.json")}
-    assert {"cos", "apigw", "direct"} <= set(kinds.values())
+    assert {"cos", "url", "apigw", "ckafka", "direct"} <= set(kinds.values())
 
 
 def test_ruff_clean():

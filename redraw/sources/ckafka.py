@@ -120,11 +120,11 @@ def plan_message(raw: Any, settings: Settings) -> Tuple[Optional[CkafkaMessage],
 
 
 def _result(message: Optional[CkafkaMessage], outcome: core.Outcome, fields: List[str]) -> dict:
-    out = {"topic": message.topic if message else None,
-           "partition": message.partition if message else None,
-           "offset": message.offset if message else None,
-           "status": outcome.status, "task_id": outcome.task_id, "session_id": outcome.session_id,
-           "request_id": outcome.request_id, "reason": outcome.reason}
+    out: dict = {"topic": message.topic if message else None,
+                 "partition": message.partition if message else None,
+                 "offset": message.offset if message else None,
+                 "status": outcome.status, "task_id": outcome.task_id, "session_id": outcome.session_id,
+                 "request_id": outcome.request_id, "reason": outcome.reason}
     if fields:
         out["fields"] = fields
     return out

@@ -24,7 +24,7 @@ from ..errors import ConfigError, InvalidRequestError, RedrawError, UpstreamErro
 
 DEMO_SUB_APP_ID = "1500000001"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-EVENT_KINDS = ("cos", "cos-delete", "apigw", "direct")
+EVENT_KINDS = ("cos", "cos-delete", "url", "apigw", "ckafka", "direct")
 DEFAULT_KEY = "uploads/clip.mp4"
 _BUCKET_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?-[0-9]{5,}$")
 _REGION_RE = re.compile(r"^[a-z]{2,}(?:-[a-z0-9]+)+$")
@@ -250,16 +250,18 @@ def cmd_generate_event(args: argparse.Namespace) -> int:
             raise CliError("--key must be an object key such as uploads/clip.mp4 "
                            "(no leading or trailing /)")
     cos_kind = args.kind in ("cos", "cos-delete")
-    if not cos_kind:
-        for flag, given in (("--records", args.records), ("--size", args.size)):
-            if given is not None:
-                raise CliError(f"{flag} applies to cos and cos-delete events only")
+    batch_kind = cos_kind or args.kind == "ckafka"
+    if not cos_kind and args.size is not None:
+        raise CliError("--size applies to cos and cos-delete events only")
+    if not batch_kind:
+        if args.records is not None:
+            raise CliError("--records applies to cos, cos-delete and ckafka events only")
         if len(keys) > 1:
             raise CliError(f"{args.kind} events take one --key")
     if args.base64 and args.kind != "apigw":
         raise CliError("--base64 applies to apigw events only")
     if args.url is not None and cos_kind:
-        raise CliError("--url applies to apigw and direct events (cos events are built from --key)")
+        raise CliError("--url applies to url, apigw, ckafka and direct events (cos events are built from --key)")
     if args.records is not None:
         if not 1 <= args.records <= 1000:
             raise CliError("--records must be between 1 and 1000")
@@ -276,10 +278,19 @@ def cmd_generate_event(args: argparse.Namespace) -> int:
         event: Any = samples.cos_event(
             keys, bucket=args.bucket, region=args.region, size=size,
             event_name="cos:ObjectRemove:Delete" if delete else "cos:ObjectCreated:Put")
+    elif args.kind == "ckafka":
+        event = samples.ckafka_event([samples.redraw_body(
+            args.url or f"https://{args.bucket}.cos.{args.region}.myqcloud.com/{quote(key, safe='/-_.~')}")
+            for key in keys])
     else:
         url = args.url or f"https://{args.bucket}.cos.{args.region}.myqcloud.com/{quote(keys[0], safe='/-_.~')}"
         body = samples.redraw_body(url)
-        event = samples.apigw_event(body, base64_body=args.base64) if args.kind == "apigw" else body
+        if args.kind == "apigw":
+            event = samples.apigw_event(body, base64_body=args.base64)
+        elif args.kind == "url":
+            event = samples.url_event(body, region=args.region)
+        else:
+            event = body
     print(_dump(event), flush=True)
     return EXIT_OK
 
@@ -546,11 +557,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "generate-event", help="print a realistic sample event", formatter_class=formatter,
         description="Print a sample event as the platform sends it: a COS upload (cos) or delete "
-                    "(cos-delete) notification, an API Gateway request (apigw), or a direct "
-                    "invocation body (direct). Keys are given decoded; the event carries them "
-                    "percent-encoded like COS does. --url is not checked, to make bad requests on purpose.",
+                    "(cos-delete) notification, a function URL request (url), an API Gateway request "
+                    "(apigw), a CKafka batch of redraw requests (ckafka), or a direct invocation body "
+                    "(direct). Keys are given decoded; the event carries them percent-encoded like COS "
+                    "does. --url is not checked, to make bad requests on purpose.",
         epilog="examples:\n"
                "  redraw generate-event cos --key 'uploads/夏天 clip.mp4' --records 3\n"
+               "  redraw generate-event url --url https://example.com/a.mp4 | redraw invoke -\n"
+               "  redraw generate-event ckafka --records 5\n"
                "  redraw generate-event apigw --base64 --url https://example.com/a.mp4\n"
                "  redraw generate-event cos --bucket videos-1250000000 | redraw invoke -")
     p.add_argument("kind", choices=EVENT_KINDS, help="which event")
@@ -559,10 +573,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", action="append", metavar="KEY",
                    help=f"object key, decoded (repeatable; default {DEFAULT_KEY})")
     p.add_argument("--records", type=int, metavar="N",
-                   help="N records; one --key gets a numbered suffix (clip-001.mp4, ...)")
+                   help="N records (cos) or messages (ckafka); one --key gets a numbered suffix (clip-001.mp4, ...)")
     p.add_argument("--base64", action="store_true", help="apigw: base64-encode the body")
     p.add_argument("--size", type=int, metavar="BYTES", help="cos: object size")
-    p.add_argument("--url", help="apigw/direct: the video URL (default: the --key object's URL)")
+    p.add_argument("--url", help="url/apigw/ckafka/direct: the video URL (default: the --key object's URL)")
     p.set_defaults(func=cmd_generate_event)
 
     p = sub.add_parser(
