@@ -11,7 +11,7 @@ from redraw.sources import cos
 from redraw.tools.emulator import DEFAULT_SECRET_ID, VodEmulator
 from redraw.errors import RedrawError
 from redraw.sources.cos import CosRecord
-from redraw.tools.samples import apigw_event, cos_record
+from redraw.tools.samples import apigw_event, ckafka_event, cos_record, url_event
 
 FIXTURES_OK = settings(max_examples=120, deadline=None,
                        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -79,7 +79,39 @@ def api_events(draw):
     return event
 
 
-any_event = json_value | cos_events() | api_events() | request_like
+@st.composite
+def url_events(draw):
+    event = url_event(draw(request_like), method=draw(st.sampled_from(["POST", "GET", "PUT", "post"])),
+                      path=draw(st.sampled_from(["/redraw", "/tasks/abc", "/tasks/", "/", ""])))
+    if draw(st.integers(0, 4)) == 0:
+        event[draw(st.sampled_from(["body", "headers", "path", "httpMethod", "queryString"]))] = draw(json_value)
+    return event
+
+
+@st.composite
+def ckafka_events(draw):
+    event = ckafka_event([draw(request_like | json_value) for _ in range(draw(st.integers(1, 4)))],
+                         partition=draw(st.integers(0, 3)), first_offset=draw(st.integers(0, 2**40)))
+    for record in event["Records"]:
+        mutation = draw(st.integers(0, 6))
+        if mutation == 1:
+            record["Ckafka"][draw(st.sampled_from(["topic", "partition", "offset", "msgBody"]))] = draw(json_value)
+        elif mutation == 2:
+            record["Ckafka"] = draw(json_value)
+    return event
+
+
+#: the other triggers' markers on arbitrary payloads: never a VOD call
+other_triggers = st.one_of(
+    st.fixed_dictionaries({"Type": st.just("Timer"), "Message": json_value}),
+    st.fixed_dictionaries({"clslogs": json_value}),
+    st.fixed_dictionaries({"specversion": json_value, "data": json_value}),
+    st.fixed_dictionaries({"EventType": json_value}),
+    st.fixed_dictionaries({"headers": json_value, "payload": json_value}),
+    st.fixed_dictionaries({"Records": st.lists(st.fixed_dictionaries({"CMQ": json_value}), min_size=1, max_size=3)}),
+)
+
+any_event = json_value | cos_events() | api_events() | url_events() | ckafka_events() | other_triggers | request_like
 
 SERVER_SIDE = ("InvalidParameterValue.SessionId", "InvalidParameterValue.FileId")
 VALIDATION_CODES = ("InvalidParameter", "UnknownParameter", "MissingParameter")
@@ -169,3 +201,15 @@ def test_object_url_round_trips_any_key(key):
     assert upload.key == key
     from urllib.parse import unquote, urlsplit
     assert unquote(urlsplit(upload.url).path)[1:] == key
+
+
+@FIXTURES_OK
+@given(event=other_triggers)
+def test_other_triggers_never_call_vod_and_raise_naming_the_trigger(invoke, emulator, env, event):
+    from redraw.errors import UnsupportedTriggerError
+
+    out = invoke(event)
+    assert isinstance(out.error, UnsupportedTriggerError), repr(out.error)
+    assert str(out.error).split(" trigger events are not a redraw source")[0] in (
+        "timer", "CLS", "EventBridge", "MPS", "CLB", "CMQ topic")
+    assert emulator.calls == []

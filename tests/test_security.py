@@ -29,7 +29,7 @@ def _assert_clean(out):
 
 
 EVENTS = ["cos-put.json", "cos-put-multi.json", "cos-put-unicode.json", "cos-delete.json",
-          "apigw-post.json", "apigw-post-base64.json", "direct.json"]
+          "url-post.json", "apigw-post.json", "apigw-post-base64.json", "ckafka.json", "direct.json"]
 
 
 @pytest.mark.parametrize("name", EVENTS)
