@@ -85,7 +85,7 @@ def submit(rt: Runtime, params: dict, deadline: Deadline) -> Outcome:
             lost_answer = any(code in policy.AMBIGUOUS for code in retries)
             reason = ("submitted by an earlier attempt of this invocation whose answer was lost "
                       "(TaskId unknown; the SessionId identifies the task)" if lost_answer else
-                      "SessionId already used: this upload was submitted before")
+                      "SessionId already used: this request was submitted before")
             return Outcome(DUPLICATE, session_id, None, exc.request_id, reason=reason,
                            attempts=exc.attempts, duration_ms=ms_since(started), retries=retries)
         return Outcome(FAILED, session_id, None, exc.request_id,

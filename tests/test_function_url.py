@@ -109,3 +109,16 @@ def test_configuration_error_answers_500_in_the_url_shape(invoke, emulator, env)
 def test_function_url_event_is_not_taken_for_a_direct_invocation(invoke, emulator):
     out = invoke(url_event({"FileInfo": {"Type": "Url", "Url": URL}}))
     assert out.error is None and out.result["statusCode"] == 200
+
+
+def test_an_unexpected_bug_answers_500_in_the_url_shape(invoke, emulator, monkeypatch):
+    from redraw import core
+
+    def broken(*args, **kwargs):
+        raise KeyError("boom")
+    monkeypatch.setattr(core, "prepare_request", broken)
+    out = invoke(url_event(redraw_body(URL)))
+    assert out.error is None and out.result["statusCode"] == 500
+    assert _body(out.result)["error"]["code"] == "UnexpectedError"
+    [line] = out.lines("handler.crashed")
+    assert line["trigger"] == "url"
