@@ -23,6 +23,7 @@ from pydantic_core import SchemaValidator, ValidationError
 from pydantic_core import core_schema as cs
 
 from .errors import ConfigError
+from .validation import dataclass_schema
 
 DEFAULT_ENDPOINT = "vod.intl.tencentcloudapi.com"
 DEFAULT_VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".flv", ".wmv", ".webm",
@@ -188,16 +189,9 @@ def _settings_validator() -> SchemaValidator:
     """The pydantic-core validator for ``Settings``, compiled on first use (once per container)."""
     global _validator
     if _validator is None:
-        args = []
-        for f in fields(Settings):
-            schema = f.metadata["schema"]
-            if f.default is not MISSING:
-                schema = cs.with_default_schema(schema, default=f.default)
-            args.append(cs.dataclass_field(f.name, schema, validation_alias=f.metadata["env"], kw_only=True))
-        _validator = SchemaValidator(cs.dataclass_schema(
-            Settings, cs.dataclass_args_schema("Settings", args, extra_behavior="ignore"),
-            [f.name for f in fields(Settings)], frozen=True,
-            config=cs.CoreConfig(hide_input_in_errors=True, coerce_numbers_to_str=False)))
+        _validator = SchemaValidator(dataclass_schema(
+            Settings, {f.name: f.metadata["schema"] for f in fields(Settings)}, alias=lambda f: f.metadata["env"],
+            config=cs.CoreConfig(hide_input_in_errors=True)))
     return _validator
 
 
