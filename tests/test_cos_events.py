@@ -170,3 +170,11 @@ def test_key_that_is_not_utf8_fails_alone_with_a_reason(invoke, emulator):
     assert [r["status"] for r in out.result["results"]] == ["submitted", "failed"]
     assert "UTF-8" in out.result["results"][1]["reason"]
     assert emulator.task_count == 1
+
+
+def test_line_separators_in_a_key_stay_inside_one_log_line(invoke):
+    key = "uploads/a\u2028b\u2029c\u0085d.mp4"
+    out = invoke(cos_event([key]))
+    [line] = [raw for raw in out.stdout.split("\n") if '"cos.record"' in raw]
+    assert "\u2028" not in line and "\u2029" not in line and "\u0085" not in line
+    assert "\\u2028" in line and json.loads(line)["key"] == key
