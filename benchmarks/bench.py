@@ -15,11 +15,12 @@ Cold start
     interleaved runs (order rotated every round, one discarded warm-up round).
     Variants: the project from source (``pip install --target`` of
     requirements.txt, no .pyc), the project from ``dist/redraw-scf-local.zip``
-    (what ``make package-local`` builds: bytecode, unchecked-hash), the naive
-    baseline (``naive_handler.py`` + ``tencentcloud-sdk-python-vod``) from
-    source, and the same with ``compileall --invalidation-mode unchecked-hash``.
-    When ``dist/redraw-scf.zip`` and a Python 3.10 are available, the real SCF
-    package is also started under 3.10 (informational).
+    (what ``make package-local`` builds: bytecode, unchecked-hash), and the two naive
+    baselines (``naive_plain_handler.py``, the bar; ``naive_handler.py``, with models;
+    + ``tencentcloud-sdk-python-vod``) from source and with ``compileall
+    --invalidation-mode unchecked-hash``. When ``dist/redraw-scf.zip`` and a Python 3.10
+    are available, the SCF package is started under 3.10 against the plain baseline
+    built from SCF's 3.10 wheels, from source and with 3.10 bytecode.
     ``pip install --target`` trees are cached under benchmarks/.work/.
 
 Warm overhead
