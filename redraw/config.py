@@ -6,10 +6,11 @@ table and the serverless.yml check come from its fields. Validation is
 pydantic-core's, compiled once per container; errors name the variable,
 never its value.
 
-Why pydantic-core and not a ``BaseModel`` (or pydantic-settings, whose
-``BaseSettings`` is one): the model machinery costs ~0.15 s and ~12 MB at
-cold start with bytecode (~0.26 s from source), more than all of redraw's own
-code; the core validator behind it costs nothing beyond ``import pydantic``.
+Why pydantic-core and not a ``BaseModel``: the model machinery costs ~0.15 s
+and ~12 MB at cold start with bytecode (~0.26 s from source), more than all of
+redraw's own code; pydantic-settings more still (``import pydantic_settings``:
++0.19 s, +18 MB over pydantic-core, measured). The core validator costs
+nothing beyond ``import pydantic``.
 """
 from __future__ import annotations
 
@@ -166,6 +167,7 @@ class Settings:
                                 _range(0, 60000), 1500)
     default_time_limit_ms: int = var("REDRAW_DEFAULT_TIME_LIMIT_MS", "time budget when the context has no time_limit_in_ms",
                                      _range(100, 900000), 30000)
+    # Validated here; logs.configure reads the variable itself, before settings exist.
     log_level: str = var("REDRAW_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR",
                          _one_of("DEBUG", "INFO", "WARNING", "ERROR", upper=True), "INFO")
     secret_id: str = var("TENCENTCLOUD_SECRETID", "credential of the function's run role", cs.str_schema(),
