@@ -103,7 +103,6 @@ class Variant:
     python: str
     path: Path
     project: bool
-    info_only: bool = False
     times: List[float] = field(default_factory=list)
     cpu: List[float] = field(default_factory=list)
     rss: List[float] = field(default_factory=list)
