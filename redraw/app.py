@@ -11,7 +11,6 @@ import importlib
 import os
 import threading
 import time
-import uuid
 from typing import Any, Optional
 
 import structlog
@@ -69,6 +68,12 @@ def _time_limit_ms(ctx: dict, default_ms: int) -> float:
     return value if value > 0 else float(default_ms)
 
 
+def _new_id() -> str:
+    import uuid  # SCF always gives a request id: only local runs need one
+
+    return str(uuid.uuid4())
+
+
 def handle(event: Any, context: Any) -> Any:
     started = time.monotonic()
     ctx = _context_dict(context)
@@ -76,7 +81,7 @@ def handle(event: Any, context: Any) -> Any:
     logs.configure((env.get("REDRAW_LOG_LEVEL") or "INFO").upper(),
                    (env.get("TENCENTCLOUD_SECRETKEY", ""), env.get("TENCENTCLOUD_SESSIONTOKEN", "")))
     structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(request_id=str(ctx.get("request_id") or uuid.uuid4()))
+    structlog.contextvars.bind_contextvars(request_id=str(ctx.get("request_id") or _new_id()))
     function = ctx.get("function_name") or env.get("SCF_FUNCTIONNAME")
     if function:
         structlog.contextvars.bind_contextvars(function=str(function))

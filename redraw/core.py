@@ -7,8 +7,6 @@ outcomes into answers; the log lines for outcomes are written here.
 from __future__ import annotations
 
 import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Tuple
 from urllib.parse import urlsplit
@@ -17,7 +15,6 @@ from . import policy
 from .config import Settings
 from .errors import InvalidRequestError, RedrawError, UpstreamError
 from .pacing import RateLimiter
-from .request import CreateTaskResponse, RedrawRequest, parse_request
 from .retries import Deadline, call_with_retries
 from .vod import CREATE_ACTION, VodApi
 
@@ -59,12 +56,16 @@ class Outcome:
                 "session_id": self.session_id, "request_id": self.request_id, "reason": self.reason}
 
 
-def _parse_created(response: dict) -> CreateTaskResponse:
-    try:
-        return CreateTaskResponse.model_validate(response)
-    except Exception:
-        raise UpstreamError(policy.MALFORMED_RESPONSE, "VOD answer has no TaskId",
-                            decision=policy.RETRY) from None
+#: The fields of a successful CreateAigcVideoRedrawTask ``Response`` (tests/test_contract.py checks the SDK's).
+CREATED_FIELDS = ("TaskId", "RequestId")
+
+
+def _parse_created(response: dict) -> Tuple[str, str]:
+    """``(TaskId, RequestId)`` of an answer; an answer without a TaskId is malformed (and retried)."""
+    task_id, request_id = response.get("TaskId"), response.get("RequestId", "")
+    if not isinstance(task_id, str) or not task_id or not isinstance(request_id, str):
+        raise UpstreamError(policy.MALFORMED_RESPONSE, "VOD answer has no TaskId", decision=policy.RETRY)
+    return task_id, request_id
 
 
 def submit(rt: Runtime, params: dict, deadline: Deadline) -> Outcome:
@@ -78,7 +79,7 @@ def submit(rt: Runtime, params: dict, deadline: Deadline) -> Outcome:
             deadline=deadline, limiter=rt.limiter, max_attempts=rt.settings.max_attempts,
             http_timeout=rt.settings.http_timeout,
             on_retry=lambda exc, n, wait: retries.append(exc.vod_code))
-        return Outcome(SUBMITTED, session_id, created.TaskId, created.RequestId or None,
+        return Outcome(SUBMITTED, session_id, created[0], created[1] or None,
                        attempts=attempts, duration_ms=ms_since(started), retries=retries)
     except UpstreamError as exc:
         if exc.decision == policy.DUPLICATE:
@@ -133,6 +134,8 @@ def submit_all(rt: Runtime, plans: List[Plan], deadline: Deadline) -> List[Outco
         for plan in todo:
             run(plan)
     else:
+        from concurrent.futures import ThreadPoolExecutor  # one-record events never need it
+
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="redraw") as pool:
             for future in [pool.submit(run, plan) for plan in todo]:
                 future.result()
@@ -155,7 +158,9 @@ def host_allowed(url: str, allowed: Tuple[str, ...]) -> bool:
 
 def prepare_request(data: Any, settings: Settings) -> Tuple[dict, str]:
     """Validate caller fields and build VOD params; returns ``(params, session_id)``."""
-    request: RedrawRequest = parse_request(data)
+    from .request import parse_request  # the request models: HTTP and direct paths only
+
+    request = parse_request(data)
     problems = []
     sub_app_id = settings.sub_app_id
     if request.SubAppId is not None:
@@ -178,6 +183,8 @@ def prepare_request(data: Any, settings: Settings) -> Tuple[dict, str]:
         else:
             params.setdefault(name, default)
     if not params.get("SessionId"):
+        import uuid
+
         params["SessionId"] = "redraw-" + uuid.uuid4().hex
     return params, params["SessionId"]
 

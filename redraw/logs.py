@@ -1,14 +1,16 @@
 """structlog set up once: JSON lines on stdout, secrets removed from every line.
 
 Pipeline: merge_contextvars → level filter → add level/timestamp → exception
-formatting → redaction → JSONRenderer. Redaction runs after exceptions are
-rendered, so a traceback cannot carry a secret out either.
+formatting → redaction → JSONRenderer, written by structlog's PrintLogger (to the
+current ``sys.stdout``, one lock for all threads). Redaction runs after exceptions
+are rendered, so a traceback cannot carry a secret out either. Two steps are
+ours because structlog has none: the redaction processor, and escaping U+0085,
+U+2028 and U+2029 in the JSON text (the serializer below).
 """
 from __future__ import annotations
 
+import json
 import re
-import sys
-import threading
 from typing import Any, Iterable
 
 import structlog
@@ -27,7 +29,6 @@ _SECRET_TEXT_RE = re.compile(
     r"[^&\s\"',;]+",
     re.IGNORECASE)
 _NAMES = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
-_write_lock = threading.Lock()
 #: Characters some log pipelines treat as line breaks; inside JSON strings they may be escaped.
 _LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 
@@ -67,19 +68,9 @@ def redact(value: Any) -> Any:
     return redactor._scrub(value)
 
 
-class _StdoutLogger:
-    """Writes whole lines to the *current* sys.stdout (so captured output works)."""
-
-    def msg(self, message: str) -> None:
-        with _write_lock:
-            sys.stdout.write(message.translate(_LINE_BREAKS) + "\n")
-            sys.stdout.flush()
-
-    log = debug = info = warning = warn = error = critical = exception = fatal = msg
-
-
-def _logger_factory(*args: Any) -> _StdoutLogger:
-    return _StdoutLogger()
+def _dumps(value: Any, **kw: Any) -> str:
+    """json.dumps, escaping U+0085/U+2028/U+2029: valid raw in JSON, but some log pipelines split lines on them."""
+    return json.dumps(value, **kw).translate(_LINE_BREAKS)
 
 
 _configured_level: list = []
@@ -98,10 +89,10 @@ def configure(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             redactor,
-            structlog.processors.JSONRenderer(ensure_ascii=False, default=str),
+            structlog.processors.JSONRenderer(_dumps, ensure_ascii=False, default=str),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_NAMES.get(level, 20)),
-        logger_factory=_logger_factory,
+        logger_factory=structlog.PrintLoggerFactory(),  # file=None: the *current* sys.stdout (captured output works)
         cache_logger_on_first_use=False,
     )
 

@@ -1,4 +1,4 @@
-"""The CreateAigcVideoRedrawTask request and response, as pydantic models.
+"""The CreateAigcVideoRedrawTask request, as pydantic models (HTTP and direct paths only).
 
 Field names are the API's own. ``RedrawRequest`` is what API and direct
 callers send (SubAppId optional, taken from configuration); ``to_params``
@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, List, Literal, Optional
+from typing import Any, Literal, Optional
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import InvalidRequestError
+from .validation import field_errors
 
 _STRICT = ConfigDict(extra="forbid", strict=True, hide_input_in_errors=True)
 _HOST = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$|^[0-9a-f:.]+$")
-_SUBFIELD = re.compile(r"^([A-Za-z]+): (.+)$")
 _ISO_8601 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
 
 
@@ -112,38 +112,6 @@ class RedrawRequest(BaseModel):
             if params.get(name) == {}:
                 del params[name]
         return params
-
-
-class CreateTaskResponse(BaseModel):
-    """The ``Response`` object of a successful CreateAigcVideoRedrawTask."""
-
-    model_config = ConfigDict(extra="ignore")
-    TaskId: str = Field(min_length=1)
-    RequestId: str = ""
-
-
-def field_errors(exc: ValidationError, prefix: str = "") -> List[dict]:
-    """Turn pydantic errors into ``[{"field", "problem"}]`` without any input values."""
-    out = []
-    for err in exc.errors(include_url=False, include_context=False, include_input=False):
-        loc = [str(p) for p in err.get("loc", ())]
-        kind = err.get("type", "")
-        if kind == "extra_forbidden":
-            problem = "unknown field"
-        elif kind == "missing":
-            problem = "field required"
-        else:
-            problem = str(err.get("msg", "invalid value"))
-            if problem.startswith("Value error, "):
-                problem = problem[len("Value error, "):]
-            problem = re.sub(r" or instance of \w+", "", problem)
-            sub = _SUBFIELD.match(problem)
-            if sub:  # a model-level check naming its field: "FileId: required when ..."
-                loc.append(sub.group(1))
-                problem = sub.group(2)
-        name = ".".join([prefix] * bool(prefix) + loc) or "(body)"
-        out.append({"field": name, "problem": problem})
-    return out
 
 
 def parse_request(data: Any) -> RedrawRequest:

@@ -347,7 +347,18 @@ def test_status_wait_reaches_finish(env, emulator, capsys):
     code, out, err = run(capsys, "status", task_id, "--wait", "--interval", "0.05", "--timeout", "10")
     assert code == 0, err
     assert "FINISH" in out and f"https://emulator.vod.invalid/aigc/{task_id}.mp4" in out
-    assert "\r[" in err and "100% FINISH" in err
+    assert "100% FINISH" in err.splitlines() and "\r" not in err   # not a terminal: plain lines
+
+
+def test_status_wait_draws_a_bar_on_a_terminal(env, emulator, capsys, monkeypatch):
+    emulator.task_duration = 0.3
+    task_id = create_task(f"{BASE_URL}/clip.mp4")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("TERM", "xterm")
+    code, _, err = run(capsys, "status", task_id, "--wait", "--interval", "0.05", "--timeout", "10")
+    assert code == 0, err
+    assert "━" in err and "100%" in err and "FINISH" in err   # rich's bar, not plain lines
 
 
 def test_status_wait_on_an_aborted_task_exits_1(env, emulator, capsys):

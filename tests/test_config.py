@@ -79,3 +79,33 @@ def test_presign_switch_requires_the_cos_sdk(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "qcloud_cos" else real(name, *a))
     with pytest.raises(ConfigError, match="cos-python-sdk-v5"):
         load_settings({**BASE, "REDRAW_PRESIGN_URLS": "true"})
+
+
+def test_errors_never_carry_values():
+    env = {"VOD_SUB_APP_ID": "canary-sub", "TENCENTCLOUD_SECRETID": "AKIDcanary",
+           "TENCENTCLOUD_SECRETKEY": "canary-secret-key", "VOD_MAX_RPS": "canary-rps", "REDRAW_STYLE": "canary" * 20}
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    message = str(info.value)
+    assert "VOD_SUB_APP_ID" in message and "VOD_MAX_RPS" in message and "REDRAW_STYLE" in message
+    assert "canary" not in message.lower()
+
+
+def test_empty_values_are_unset_and_text_forms_are_parsed():
+    s = load_settings({**BASE, "VOD_MAX_RPS": " ", "REDRAW_STYLE": "", "REDRAW_PRESIGN_URLS": "off",
+                       "REDRAW_VIDEO_SUFFIXES": "MP4, .Mov,", "VOD_ALLOWED_SUB_APP_IDS": "7, 8",
+                       "REDRAW_ALLOWED_URL_HOSTS": "*.Example.com", "REDRAW_LOG_LEVEL": "debug"})
+    assert s.max_rps == 20 and s.style is None and s.presign_urls is False
+    assert s.video_suffixes == (".mp4", ".mov") and s.allowed_sub_app_ids == (7, 8)
+    assert s.allowed_url_hosts == ("*.example.com",) and s.log_level == "DEBUG"
+    for raw, value in (("yes", True), ("ON", True), ("1", True), ("no", False), ("0", False)):
+        assert load_settings({**BASE, "REDRAW_PRESIGN_URLS": raw}).presign_urls is value
+
+
+def test_every_settings_field_is_one_documented_variable():
+    from dataclasses import fields
+
+    from redraw.config import VARIABLES, Settings
+    names = [f.metadata["env"] for f in fields(Settings)]
+    assert names == list(VARIABLES) and len(set(names)) == len(names)
+    assert all(meaning for _default, meaning in VARIABLES.values())

@@ -1,7 +1,9 @@
 """Contract: our request model is exactly what the SDK's CreateAigcVideoRedrawTaskRequest accepts."""
 from __future__ import annotations
 
+import inspect
 import re
+import time
 import typing
 import warnings
 
@@ -13,7 +15,6 @@ from tencentcloud.vod.v20180717 import models as sdk
 from redraw.request import RedrawRequest, parse_request
 from redraw.tools.samples import cos_record
 from redraw.sources import cos
-from redraw.sources.cos import CosRecord
 
 FULL = {
     "FileInfo": {"Type": "Url", "Url": "https://media-1250000000.cos.ap-guangzhou.myqcloud.com/a.mp4"},
@@ -87,7 +88,7 @@ def test_upload_request_round_trips():
     plan = _plan_record(cos_record("a/b c.mp4"), settings)
     assert plan.params is not None
     assert _round_trip(plan.params) == plan.params
-    assert cos.upload_of(CosRecord.model_validate(cos_record("x.mp4"))).session_id
+    assert cos.upload_of(cos.parse_record(cos_record("x.mp4"))).session_id
 
 
 def test_the_sdk_warns_on_unknown_fields_so_the_round_trip_can_fail():
@@ -97,6 +98,55 @@ def test_the_sdk_warns_on_unknown_fields_so_the_round_trip_can_fail():
 
 def test_response_model_matches_sdk_response():
     fields = set(_sdk_fields(sdk.CreateAigcVideoRedrawTaskResponse))
-    from redraw.request import CreateTaskResponse
-    assert fields == set(CreateTaskResponse.model_fields)
+    from redraw.core import CREATED_FIELDS
+    assert fields == set(CREATED_FIELDS)
     assert issubclass(sdk.CreateAigcVideoRedrawTaskResponse, AbstractModel)
+
+
+# --- the SDK internals vod.py relies on -------------------------------------------------------------
+# The SDK has one timeout per client (HttpProfile.reqTimeout, copied into its ProxyConnection;
+# ApiRequest.set_req_timeout does not reach the connection) and no per-call option, so vod.py swaps
+# the client's connection for one that reads a per-thread timeout. These tests fail, naming the SDK
+# version, the day an upgrade moves what that swap touches.
+
+def _sdk_version() -> str:
+    import tencentcloud
+    return f"tencentcloud-sdk-python-common {getattr(tencentcloud, '__version__', '(unknown version)')}"
+
+
+def test_the_sdk_connection_still_has_what_the_per_call_timeout_uses():
+    import requests
+    from tencentcloud.common.common_client import CommonClient
+    from tencentcloud.common.credential import Credential
+    from tencentcloud.common.profile.client_profile import ClientProfile
+    from tencentcloud.common.profile.http_profile import HttpProfile
+
+    client = CommonClient("vod", "2018-07-17", Credential("id", "key"), "",
+                          ClientProfile(httpProfile=HttpProfile(endpoint="127.0.0.1:1", reqTimeout=7)))
+    moved = f"{_sdk_version()} moved CommonClient.request.conn internals: update redraw/vod.py's _DeadlineConnection"
+    conn = getattr(getattr(client, "request", None), "conn", None)
+    assert conn is not None, moved + " (client.request.conn is gone)"
+    for name in ("request_host", "proxy", "certification", "timeout", "request_length"):
+        assert hasattr(conn, name), f"{moved} (conn.{name} is gone)"
+    assert isinstance(getattr(conn, "_session", None), requests.Session), moved + " (conn._session is not a Session)"
+    assert conn.timeout == 7, moved + " (conn.timeout no longer holds the profile's reqTimeout)"
+    source = inspect.getsource(type(client.request))
+    assert "self.conn.request(" in source and "self.conn.request_length" in source, \
+        moved + " (ApiRequest no longer sends through self.conn.request)"
+
+
+def test_each_call_gets_its_own_timeout_through_the_sdk(emulator):
+    from redraw.config import load_settings
+    from redraw.errors import UpstreamError
+    from redraw.tools.emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY
+    from redraw.vod import VodClient
+
+    settings = load_settings({"VOD_SUB_APP_ID": "1", "VOD_ENDPOINT": emulator.url, "VOD_HTTP_TIMEOUT": "30",
+                              "TENCENTCLOUD_SECRETID": DEFAULT_SECRET_ID, "TENCENTCLOUD_SECRETKEY": DEFAULT_SECRET_KEY})
+    client = VodClient(settings)
+    emulator.latency = 1.0
+    started = time.monotonic()
+    with pytest.raises(UpstreamError) as info:
+        client.call("DescribeTaskDetail", {"TaskId": "x", "SubAppId": 1}, timeout=0.2)
+    assert time.monotonic() - started < 0.9, f"{_sdk_version()}: the per-call timeout did not reach the socket"
+    assert info.value.vod_code == "Timeout"

@@ -224,3 +224,11 @@ def test_presigned_url_is_https_whatever_the_event_url_scheme(invoke, emulator, 
     url = emulator.calls[-1]["params"]["FileInfo"]["Url"]
     assert url.startswith("https://media-1250000000.cos.ap-guangzhou.myqcloud.com/private/clip.mp4?")
     assert "q-signature=" in url
+
+
+def test_line_separators_in_a_key_stay_inside_one_log_line(invoke):
+    key = "uploads/a\u2028b\u2029c\u0085d.mp4"
+    out = invoke(cos_event([key]))
+    [line] = [raw for raw in out.stdout.split("\n") if '"cos.record"' in raw]
+    assert "\u2028" not in line and "\u2029" not in line and "\u0085" not in line
+    assert "\\u2028" in line and json.loads(line)["key"] == key

@@ -61,3 +61,38 @@ def test_the_unzipped_function_handles_each_source_with_a_clean_path(package, tm
                           env={"PYTHONPATH": str(code), "PATH": "/usr/bin:/bin"}, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout) == []  # importing the handler loads neither tools nor the SDK yet
+
+
+def test_tool_dependencies_are_an_extra_the_function_never_installs():
+    import re
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    runtime = re.search(r"^dependencies = \[(.*?)\]", pyproject, re.M | re.S).group(1)  # type: ignore[union-attr]
+    runtime += (ROOT / "requirements.txt").read_text()
+    assert re.search(r'^tools = \["rich>=', pyproject, re.M)
+    for name in ("rich", "tqdm", "pyyaml", "pytest", "hypothesis"):
+        assert name not in runtime, name
+
+
+@pytest.mark.parametrize("sample, loaded, absent", [
+    # a COS upload needs neither pydantic's model machinery nor the request models
+    ("cos-put.json", ["redraw.sources.cos", "pydantic_core"], ["pydantic.main", "redraw.request", "redraw.sources.http"]),
+    ("apigw-post.json", ["redraw.sources.http", "redraw.request", "pydantic.main"], ["redraw.sources.cos"]),
+])
+def test_an_event_imports_only_what_its_trigger_needs(package, tmp_path, emulator, sample, loaded, absent):
+    from conftest import SUB_APP_ID
+    from redraw.tools.emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY
+
+    code = tmp_path / "code"
+    zipfile.ZipFile(package).extractall(code)
+    probe = ("import sys, json; import handler; event = json.load(open(sys.argv[1])); "
+             "handler.main_handler(event, {'request_id': 'probe'}); "
+             "print(json.dumps(sorted(sys.modules)), file=sys.stderr)")
+    env = {"PYTHONPATH": str(code), "PATH": "/usr/bin:/bin", "VOD_SUB_APP_ID": str(SUB_APP_ID),
+           "VOD_ENDPOINT": emulator.url, "TENCENTCLOUD_SECRETID": DEFAULT_SECRET_ID,
+           "TENCENTCLOUD_SECRETKEY": DEFAULT_SECRET_KEY}
+    done = subprocess.run([sys.executable, "-S", "-B", "-c", probe, str(ROOT / "events" / sample)], cwd=tmp_path,
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    modules = set(json.loads(done.stderr.strip().splitlines()[-1]))
+    assert set(loaded) <= modules, set(loaded) - modules
+    assert not set(absent) & modules, set(absent) & modules

@@ -10,7 +10,6 @@ from conftest import SECRET_CANARY, TOKEN_CANARY
 from redraw.sources import cos
 from redraw.tools.emulator import DEFAULT_SECRET_ID, VodEmulator
 from redraw.errors import RedrawError
-from redraw.sources.cos import CosRecord
 from redraw.tools.samples import apigw_event, ckafka_event, cos_record, url_event
 
 FIXTURES_OK = settings(max_examples=120, deadline=None,
@@ -167,8 +166,8 @@ uploads = st.fixed_dictionaries({
 
 
 def _record(u):
-    return CosRecord.model_validate(cos_record(u["key"], bucket=u["bucket"], size=u["size"],
-                                               request_id=u["request_id"], event_time=u["event_time"]))
+    return cos.parse_record(cos_record(u["key"], bucket=u["bucket"], size=u["size"],
+                                   request_id=u["request_id"], event_time=u["event_time"]))
 
 
 @settings(max_examples=300, deadline=None)

@@ -11,17 +11,18 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple, Union
 from urllib.parse import quote, unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import SchemaValidator, ValidationError
+from pydantic_core import core_schema as cs
 
 from .. import core, policy
 from ..config import Settings
 from ..errors import InvalidEventError, RetryableFailuresError, UpstreamError
-from ..request import field_errors
 from ..retries import Deadline
+from ..validation import dataclass_schema, field_errors
 
 MAX_INPUT_BYTES = 2 * 1024 ** 3           # the API's input limit: under 2 GB
 SESSION_ID_MAX = 50
@@ -29,62 +30,40 @@ SESSION_CONTEXT_MAX = 1000
 _APPID_PREFIX = re.compile(r"^/\d+/[^/]+/(.+)$", re.S)
 _REGION_IN_HOST = re.compile(r"\.cos\.([a-z0-9-]+)\.myqcloud\.com$")
 _SAFE = "/-_.~"  # everything else is percent-encoded, '+' and '#' included
-_LENIENT = ConfigDict(extra="ignore", hide_input_in_errors=True)
 
 
-class CosObject(BaseModel):
-    model_config = _LENIENT
-    key: str = Field(min_length=1, max_length=16384)
-    url: Optional[str] = Field(None, max_length=16384)
-    size: Optional[int] = Field(None, ge=0)
+@dataclass(frozen=True)
+class CosObject:
+    key: str
+    url: Optional[str] = None
+    size: Optional[int] = None
     vid: Optional[str] = None
-    meta: Dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("size", mode="before")
-    @classmethod
-    def _size(cls, value: Any) -> Any:  # older events carry the size as a string
-        if isinstance(value, str) and value.strip().isdigit():
-            return int(value.strip())
-        if isinstance(value, bool):
-            raise ValueError("must be an integer")
-        return value
-
-    @field_validator("meta", mode="before")
-    @classmethod
-    def _meta(cls, value: Any) -> Any:
-        return {} if value is None else value
+    meta: Dict[str, Any] = field(default_factory=dict)
 
 
-class CosBucket(BaseModel):
-    model_config = _LENIENT
-    name: str = Field(min_length=1, max_length=256)
+@dataclass(frozen=True)
+class CosBucket:
+    name: str
     appid: Optional[Union[str, int]] = None
     region: Optional[str] = None
 
 
-class CosInfo(BaseModel):
-    model_config = _LENIENT
+@dataclass(frozen=True)
+class CosInfo:
     cosObject: CosObject
     cosBucket: CosBucket
 
 
-class CosEventInfo(BaseModel):
-    model_config = _LENIENT
-    eventName: str = Field(min_length=1, max_length=128)
+@dataclass(frozen=True)
+class CosEventInfo:
+    eventName: str
     eventTime: Optional[Union[int, float, str]] = None
 
-    @field_validator("eventName", mode="after")
-    @classmethod
-    def _compact(cls, value: str) -> str:
-        # Old console templates and the scf CLI write "cos: ObjectCreated: *":
-        # the same event as "cos:ObjectCreated:*".
-        return "".join(value.split()) or value
 
+@dataclass(frozen=True)
+class CosRecord:
+    """One record of a COS notification (unknown fields ignored)."""
 
-class CosRecord(BaseModel):
-    """One record of a COS notification."""
-
-    model_config = _LENIENT
     cos: CosInfo
     event: CosEventInfo
 
@@ -97,12 +76,61 @@ class CosRecord(BaseModel):
         return f"{name}-{appid}"
 
 
+def _size(value: Any) -> Any:  # older events carry the size as a string
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    if isinstance(value, bool):
+        raise ValueError("must be an integer")
+    return value
+
+
+def _compact(value: str) -> str:
+    # Old console templates and the scf CLI write "cos: ObjectCreated: *":
+    # the same event as "cos:ObjectCreated:*".
+    return "".join(value.split()) or value
+
+
+def _optional(schema: Any) -> Any:
+    return cs.nullable_schema(schema)
+
+
+_validator: Optional[SchemaValidator] = None
+
+
+def record_validator() -> SchemaValidator:
+    """The pydantic-core validator of a record, compiled on first use (once per container)."""
+    global _validator
+    if _validator is None:
+        text = cs.str_schema
+        obj = dataclass_schema(CosObject, {
+            "key": text(min_length=1, max_length=16384),
+            "url": _optional(text(max_length=16384)),
+            "size": cs.no_info_before_validator_function(_size, _optional(cs.int_schema(ge=0))),
+            "vid": _optional(text()),
+            "meta": cs.no_info_before_validator_function(lambda v: {} if v is None else v,
+                                                         cs.dict_schema(text(), cs.any_schema())),
+        })
+        bucket = dataclass_schema(CosBucket, {
+            "name": text(min_length=1, max_length=256),
+            "appid": _optional(cs.union_schema([text(), cs.int_schema()])),
+            "region": _optional(text()),
+        })
+        event = dataclass_schema(CosEventInfo, {
+            "eventName": cs.no_info_after_validator_function(_compact, text(min_length=1, max_length=128)),
+            "eventTime": _optional(cs.union_schema([cs.int_schema(), cs.float_schema(), text()])),
+        })
+        info = dataclass_schema(CosInfo, {"cosObject": obj, "cosBucket": bucket})
+        _validator = SchemaValidator(dataclass_schema(CosRecord, {"cos": info, "event": event},
+                                                      config=cs.CoreConfig(hide_input_in_errors=True)))
+    return _validator
+
+
 def parse_record(raw: Any) -> CosRecord:
     """Validate one record; raise InvalidEventError naming the bad fields."""
     if not isinstance(raw, dict):
         raise InvalidEventError("record must be a JSON object")
     try:
-        return CosRecord.model_validate(raw)
+        return record_validator().validate_python(raw)
     except ValidationError as exc:
         names = ", ".join(f"{f['field']} ({f['problem']})" for f in field_errors(exc))
         raise InvalidEventError(f"invalid COS record: {names}") from None

@@ -1,4 +1,4 @@
-"""Command line: ``python -m redraw`` (console script ``redraw``).
+"""Command line: ``python -m redraw.tools`` (console script ``redraw``; needs the ``tools`` extra: rich).
 
 Importing this module validates nothing and starts nothing; each command
 imports what it needs (no pydantic, structlog or SDK before a command runs).
@@ -40,42 +40,45 @@ class CliError(Exception):
 
 # --- output helpers -------------------------------------------------------------------------
 
-class _Bar:
-    """A one-line progress bar on stderr: ``\\r[#####.....]  50% PROCESSING``."""
+class _Progress:
+    """Progress on stderr: rich's bar on a terminal; one plain line per change otherwise (pipes, CI logs)."""
 
-    open = False   # a bar line is on screen without its newline (shared: one terminal)
+    def __init__(self) -> None:
+        self._bar: Any = None
+        self._last = ""
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-    def __init__(self, width: int = 20) -> None:
-        self.width = width
-        self.last = ""
+            self._bar = Progress(BarColumn(), TaskProgressColumn(), TextColumn("{task.description}"),
+                                 console=Console(stderr=True))
+            self._task = self._bar.add_task("", total=1.0)
+            self._bar.start()
+
+    def __enter__(self) -> "_Progress":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
 
     def draw(self, fraction: float, text: str) -> None:
         fraction = min(1.0, max(0.0, fraction))
-        filled = int(round(fraction * self.width))
-        line = f"[{'#' * filled}{'.' * (self.width - filled)}] {int(fraction * 100):3d}% {text}"
-        if line == self.last and _Bar.open:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=fraction, description=text)
             return
-        pad = " " * max(0, len(self.last) - len(line))
-        sys.stderr.write(f"\r{line}{pad}")
-        sys.stderr.flush()
-        self.last = line
-        _Bar.open = True
+        line = f"{int(fraction * 100):3d}% {text}"
+        if line != self._last:
+            print(line, file=sys.stderr, flush=True)
+            self._last = line
 
     def message(self, text: str) -> None:
-        """A line of its own above the bar."""
-        if _Bar.open:
-            sys.stderr.write("\r" + " " * len(self.last) + "\r")
-        sys.stderr.write(text + "\n")
-        if _Bar.open:
-            sys.stderr.write(self.last)
-        sys.stderr.flush()
-
-    @staticmethod
-    def close() -> None:
-        if _Bar.open:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-            _Bar.open = False
+        """A line of its own, above the bar."""
+        if self._bar is not None:
+            self._bar.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(text, file=sys.stderr, flush=True)
 
 
 def _note(message: str) -> None:
@@ -357,6 +360,17 @@ def _print_status(summary: dict, as_json: bool) -> None:
     lines += [("SessionId", summary.get("SessionId")), ("SessionContext", summary.get("SessionContext")),
               ("CreateTime", summary.get("CreateTime")), ("FinishTime", summary.get("FinishTime")),
               ("RequestId", summary.get("RequestId"))]
+    if sys.stdout.isatty():  # a table on a terminal; plain "Name  value" lines for pipes and scripts
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(show_header=False, box=None, pad_edge=False)
+        table.add_column(style="bold")
+        table.add_column(overflow="fold")
+        for name, value in lines:
+            table.add_row(name, show(value))
+        Console().print(table, markup=False, highlight=False)
+        return
     width = max(len(name) for name, _ in lines) + 2
     for name, value in lines:
         print(f"{name:<{width}}{show(value)}")
@@ -381,33 +395,33 @@ def cmd_status(args: argparse.Namespace) -> int:
         current = describe()
         _print_status(current, args.json)
         return EXIT_FAILED if current["Status"] == "ABORTED" else EXIT_OK
-    bar = _Bar()
     give_up = time.monotonic() + args.timeout
     summary: Optional[dict] = None
-    while True:
-        try:
-            summary = describe()
-        except UpstreamError as exc:
-            if exc.decision != policy.RETRY or time.monotonic() >= give_up:
-                raise
-            bar.draw(0.0 if summary is None else (summary.get("Progress") or 0) / 100,
-                     f"(retrying: {exc.vod_code})")
-        else:
-            status = summary["Status"]
-            progress = summary.get("Progress") or 0
-            bar.draw(1.0 if status == "FINISH" else progress / 100, status)
-            if status in tasks.FINAL_STATES:
+    with _Progress() as bar:
+        while True:
+            try:
+                summary = describe()
+            except UpstreamError as exc:
+                if exc.decision != policy.RETRY or time.monotonic() >= give_up:
+                    raise
+                bar.draw(0.0 if summary is None else (summary.get("Progress") or 0) / 100,
+                         f"(retrying: {exc.vod_code})")
+            else:
+                status = summary["Status"]
+                progress = summary.get("Progress") or 0
+                bar.draw(1.0 if status == "FINISH" else progress / 100, status)
+                if status in tasks.FINAL_STATES:
+                    break
+            left = give_up - time.monotonic()
+            if left <= 0:
                 break
-        left = give_up - time.monotonic()
-        if left <= 0:
-            _Bar.close()
-            if summary is not None:
-                _print_status(summary, args.json)
-            last = summary["Status"] if summary else "unknown"
-            raise CliError(f"timed out after {args.timeout:g} s waiting for task {args.task_id} "
-                           f"(last status {last})", EXIT_FAILED)
-        time.sleep(min(args.interval, left))
-    _Bar.close()
+            time.sleep(min(args.interval, left))
+    if summary is None or summary["Status"] not in tasks.FINAL_STATES:
+        if summary is not None:
+            _print_status(summary, args.json)
+        last = summary["Status"] if summary else "unknown"
+        raise CliError(f"timed out after {args.timeout:g} s waiting for task {args.task_id} "
+                       f"(last status {last})", EXIT_FAILED)
     _print_status(summary, args.json)
     return EXIT_OK if summary["Status"] == "FINISH" else EXIT_FAILED
 
@@ -462,7 +476,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         counts = {s: 0 for s in (manifest.SUBMITTED, manifest.DUPLICATE, manifest.SKIPPED,
                                  manifest.FAILED, manifest.INVALID)}
         total = len(steps.immediate) + len(steps.todo)
-        bar = _Bar()
+        bar = _Progress()
         if args.out == "-":
             sink = sys.stdout
         else:
@@ -491,7 +505,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 record(result)
             manifest.submit_rows(runtime, steps.todo, concurrency=args.concurrency, on_result=record)
         finally:
-            _Bar.close()
+            bar.__exit__(None, None, None)
             if sink is not sys.stdout:
                 sink.close()
     where = "" if args.out == "-" else f"; results in {args.out}"
@@ -690,6 +704,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         code, message = EXIT_FAILED, _error_line(exc)
     except OSError as exc:
         code, message = EXIT_FAILED, _error_line(exc)
-    _Bar.close()
+    except ImportError as exc:  # rich: the tools' extra
+        code, message = EXIT_FAILED, f"missing {exc.name or 'a module'}: pip install 'redraw[tools]'"
     print(f"redraw: {message}", file=sys.stderr, flush=True)
     return code

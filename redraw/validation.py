@@ -1,0 +1,57 @@
+"""pydantic-core validators for plain dataclasses, and field errors without values.
+
+The COS record and the configuration are dataclasses validated by pydantic-core
+(pydantic's engine) directly: the ``BaseModel`` machinery costs more at cold
+start than all of redraw's own code, and these paths need none of it. The
+request models of the HTTP and direct paths (``request.py``) are BaseModels.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import MISSING, fields
+from typing import Any, Callable, Dict, List, Optional
+
+from pydantic_core import core_schema as cs
+
+_SUBFIELD = re.compile(r"^([A-Za-z]+): (.+)$")
+
+
+def dataclass_schema(cls: type, schemas: Dict[str, Any], alias: Optional[Callable[[Any], str]] = None,
+                     config: Optional[cs.CoreConfig] = None) -> Any:
+    """The core schema validating a dict into ``cls`` (a frozen dataclass); ``schemas`` per field name,
+    defaults from the dataclass, unknown keys ignored."""
+    args = []
+    for f in fields(cls):
+        schema = schemas[f.name]
+        if f.default is not MISSING:
+            schema = cs.with_default_schema(schema, default=f.default)
+        elif f.default_factory is not MISSING:
+            schema = cs.with_default_schema(schema, default_factory=f.default_factory)
+        args.append(cs.dataclass_field(f.name, schema, validation_alias=alias(f) if alias else None,
+                                       kw_only=f.kw_only is True))
+    return cs.dataclass_schema(cls, cs.dataclass_args_schema(cls.__name__, args, extra_behavior="ignore"),
+                               [f.name for f in fields(cls)], frozen=True, config=config)
+
+
+def field_errors(exc: Any, prefix: str = "") -> List[dict]:
+    """Turn a pydantic ValidationError into ``[{"field", "problem"}]`` without any input values."""
+    out = []
+    for err in exc.errors(include_url=False, include_context=False, include_input=False):
+        loc = [str(p) for p in err.get("loc", ())]
+        kind = err.get("type", "")
+        if kind == "extra_forbidden":
+            problem = "unknown field"
+        elif kind == "missing":
+            problem = "field required"
+        else:
+            problem = str(err.get("msg", "invalid value"))
+            if problem.startswith("Value error, "):
+                problem = problem[len("Value error, "):]
+            problem = re.sub(r" or instance of \w+", "", problem)
+            sub = _SUBFIELD.match(problem)
+            if sub:  # a model-level check naming its field: "FileId: required when ..."
+                loc.append(sub.group(1))
+                problem = sub.group(2)
+        name = ".".join([prefix] * bool(prefix) + loc) or "(body)"
+        out.append({"field": name, "problem": problem})
+    return out
