@@ -98,12 +98,23 @@ class UpstreamError(RedrawError):
         self.decision = decision
         self.request_id = request_id
         self.attempts = attempts
+        self.session_id: Optional[str] = None  # set for direct callers (``for_session``)
 
     def to_dict(self) -> dict:
         out = {"code": self.vod_code, "message": self.message}
         if self.request_id:
             out["RequestId"] = self.request_id
+        if self.session_id:
+            out["SessionId"] = self.session_id
         return out
+
+    def for_session(self, session_id: Optional[str]) -> "UpstreamError":
+        """Name the request's SessionId in the error, so the caller can retry it safely."""
+        self.session_id = session_id
+        if session_id and self.decision in ("retry", "unknown"):
+            self.args = (f"{self.message} (SessionId {session_id}: send the request again with this "
+                         "SessionId, VOD will not create it twice)",)
+        return self
 
 
 class RetryableFailuresError(RedrawError):

@@ -113,3 +113,18 @@ def test_broken_envelopes_fail_alone(invoke, emulator, raw):
     event["Records"].append(raw)
     out = invoke(event)
     assert _statuses(out) == ["submitted", "failed"] and out.result["results"][1]["fields"] == ["Ckafka"]
+
+
+def test_a_message_nested_too_deeply_fails_alone(invoke, emulator):
+    event = ckafka_event([redraw_body(BASE + "a.mp4"), redraw_body(BASE + "b.mp4")])
+    event["Records"].insert(1, json.loads(json.dumps(event["Records"][0])))
+    event["Records"][1]["Ckafka"].update(offset=99, msgBody='{"FileInfo": ' + "[" * 5000 + "]" * 5000 + "}")
+    out = invoke(event)
+    assert out.error is None and _statuses(out) == ["submitted", "failed", "submitted"]
+    assert out.result["results"][1]["fields"] == ["msgBody"] and emulator.task_count == 2
+
+
+def test_a_null_session_context_gets_the_message_context(invoke, emulator):
+    out = invoke(ckafka_event([redraw_body(BASE + "a.mp4", SessionContext=None)]))
+    assert _statuses(out) == ["submitted"]
+    assert json.loads(emulator.calls[-1]["params"]["SessionContext"])["trigger"] == "ckafka"

@@ -211,6 +211,15 @@ def test_invoke_without_configuration_uses_an_in_process_emulator(bare_env, caps
     assert "VOD_ENDPOINT" not in os.environ and "TENCENTCLOUD_SECRETKEY" not in os.environ
 
 
+def test_invoke_with_a_bad_configuration_exits_2_with_one_line_naming_the_variable(bare_env, capsys):
+    bare_env.setenv("VOD_SUB_APP_ID", "abc")
+    code, _, err = run(capsys, "invoke", EVENTS / "direct.json")
+    assert code == 2
+    [line] = [line for line in err.splitlines() if "configuration" in line]
+    assert line.startswith("redraw: ") and "VOD_SUB_APP_ID" in line and "abc" not in line
+    assert "Traceback" not in err
+
+
 # --- generate-event -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind, trigger", [("cos", events.COS), ("cos-delete", events.COS),

@@ -122,3 +122,12 @@ def test_an_unexpected_bug_answers_500_in_the_url_shape(invoke, emulator, monkey
     assert _body(out.result)["error"]["code"] == "UnexpectedError"
     [line] = out.lines("handler.crashed")
     assert line["trigger"] == "url"
+
+
+@pytest.mark.parametrize("build", [url_event, apigw_event])
+def test_a_body_nested_too_deeply_is_a_400_not_a_crash(invoke, emulator, build):
+    body = '{"FileInfo": ' + "[" * 5000 + "]" * 5000 + "}"
+    out = invoke(build(body))
+    assert out.result["statusCode"] == 400 and json.loads(out.result["body"])["error"]["fields"] == [
+        {"field": "(body)", "problem": "invalid JSON"}]
+    assert not out.lines("handler.crashed") and emulator.calls == []

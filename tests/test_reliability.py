@@ -150,6 +150,18 @@ def test_direct_invocation_raises_package_errors(invoke, emulator, env):
                          "SessionId": "direct-1", "Status": "submitted"}
 
 
+def test_direct_failure_names_the_session_id_so_a_retry_creates_nothing_twice(invoke, emulator, env):
+    env.setenv("VOD_HTTP_TIMEOUT", "0.5")
+    emulator.inject("slow:1.5")  # VOD creates the task, the answer comes too late
+    out = invoke(redraw_body(URL), context={"request_id": "d-1", "time_limit_in_ms": 1500})
+    assert isinstance(out.error, UpstreamError) and out.error.decision == "retry"
+    session_id = out.error.session_id
+    assert session_id and session_id in str(out.error) and out.error.to_dict()["SessionId"] == session_id
+    again = invoke(redraw_body(URL, SessionId=session_id))
+    assert again.result["Status"] == "duplicate" and again.result["SessionId"] == session_id
+    assert emulator.task_count == 1
+
+
 def test_one_client_and_connection_per_warm_container(invoke, emulator):
     for i in range(5):
         assert invoke(cos_event([f"w{i}.mp4"])).error is None

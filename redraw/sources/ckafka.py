@@ -82,7 +82,7 @@ def request_of(message: CkafkaMessage) -> Any:
     if isinstance(body, (str, bytes)):
         try:
             body = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply
             raise InvalidRequestError(
                 "msgBody is not JSON: each message must be a redraw request as a JSON object",
                 [{"field": "msgBody", "problem": "must be a JSON object of redraw request fields"}]) from None
@@ -110,7 +110,7 @@ def plan_message(raw: Any, settings: Settings) -> Tuple[Optional[CkafkaMessage],
         data = dict(request_of(message))
         if data.get("SessionId") in (None, ""):
             data["SessionId"] = session_id_for(message)
-        if "SessionContext" not in data:
+        if data.get("SessionContext") is None:
             data["SessionContext"] = _context_for(message)
         params, session_id = core.prepare_request(data, settings)
     except InvalidRequestError as exc:

@@ -23,6 +23,6 @@ def handle(rt: core.Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
     outcome = core.submit(rt, params, deadline)
     core.log_outcome(log, "direct.request", outcome)
     if outcome.status == core.FAILED and outcome.error is not None:
-        raise outcome.error
+        raise outcome.error.for_session(session_id)
     return {"TaskId": outcome.task_id, "RequestId": outcome.request_id, "SessionId": session_id,
             "Status": outcome.status}

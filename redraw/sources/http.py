@@ -87,7 +87,7 @@ def decode_body(event: dict, max_bytes: int) -> Any:
             raise _too_large(max_bytes)
     try:
         return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply
         raise InvalidRequestError("the request body is not valid JSON",
                                   [{"field": "(body)", "problem": "invalid JSON"}]) from None
 

@@ -215,6 +215,8 @@ def cmd_invoke(args: argparse.Namespace) -> int:
             app.reset()
             try:
                 result = app.handle(event, _context(args.time_limit_ms))
+            except ConfigError as exc:  # the function's configuration, not the event: exit 2
+                raise CliError(exc.message) from None
             except RedrawError as exc:
                 print(_dump({"error": exc.to_dict()}), flush=True)
                 return EXIT_FAILED
