@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from .errors import ConfigError
 
 DEFAULT_ENDPOINT = "vod.intl.tencentcloudapi.com"
+DEFAULT_REDIS_KEY = "redraw:vod:CreateAigcVideoRedrawTask"
+PACING_MODES = ("adaptive", "fixed")
 DEFAULT_VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".flv", ".wmv", ".webm",
                           ".ts", ".mpeg", ".mpg", ".3gp")
 
@@ -24,7 +26,10 @@ VARIABLES = {
     "VOD_ENDPOINT": (DEFAULT_ENDPOINT, "VOD API host, or a full URL such as http://127.0.0.1:9000"),
     "VOD_REGION": ("TENCENTCLOUD_REGION", "region sent as X-TC-Region (optional for VOD)"),
     "VOD_ALLOWED_SUB_APP_IDS": ("(empty)", "comma-separated SubAppIds an API caller may name in the body"),
-    "VOD_MAX_RPS": ("20", "requests per second to VOD from one container (the API's limit is 20)"),
+    "VOD_MAX_RPS": ("20", "the account's VOD budget in requests per second (the API's limit is 20; fractions allowed): "
+                    "the ceiling of each container, or the shared budget with Redis"),
+    "VOD_PACING": ("adaptive", "adaptive (each container learns its share from RequestLimitExceeded) "
+                   "or fixed (VOD_MAX_RPS per container); ignored when REDRAW_REDIS_URL is set"),
     "VOD_MAX_CONCURRENCY": ("10", "records of one event submitted in parallel"),
     "VOD_MAX_ATTEMPTS": ("4", "attempts per record for retryable failures within one invocation"),
     "VOD_HTTP_TIMEOUT": ("5", "seconds one VOD HTTP attempt may take"),
@@ -41,6 +46,10 @@ VARIABLES = {
     "REDRAW_SAFETY_MARGIN_MS": ("1500", "time kept in reserve before the function's timeout (at most half of it)"),
     "REDRAW_DEFAULT_TIME_LIMIT_MS": ("30000", "time budget when the context has no time_limit_in_ms"),
     "REDRAW_LOG_LEVEL": ("INFO", "DEBUG, INFO, WARNING or ERROR"),
+    "REDRAW_REDIS_URL": ("(empty: no Redis)", "redis://[:password@]host:port/db of a Redis shared by all instances: "
+                         "one exact VOD budget and the accepted SessionIds"),
+    "REDRAW_REDIS_KEY": (DEFAULT_REDIS_KEY, "Redis key of the shared budget (the same key shares one budget across functions)"),
+    "REDRAW_REDIS_TIMEOUT_MS": ("300", "Redis connect and command timeout; past it the container paces itself (adaptive)"),
     "TENCENTCLOUD_SECRETID": ("(injected by SCF)", "credential of the function's run role"),
     "TENCENTCLOUD_SECRETKEY": ("(injected by SCF)", "credential of the function's run role"),
     "TENCENTCLOUD_SESSIONTOKEN": ("(injected by SCF)", "temporary credential token of the run role"),
@@ -85,6 +94,10 @@ class Settings:
     max_body_bytes: int = 65536
     safety_margin_ms: int = 1500
     default_time_limit_ms: int = 30000
+    pacing: str = "adaptive"
+    redis_url: Optional[str] = field(default=None, repr=False)
+    redis_key: str = DEFAULT_REDIS_KEY
+    redis_timeout_ms: int = 300
 
 
 def parse_endpoint(raw: str) -> Endpoint:
@@ -99,6 +112,22 @@ def parse_endpoint(raw: str) -> Endpoint:
     if not raw or "/" in raw or " " in raw:
         raise ConfigError("VOD_ENDPOINT must be a host name or an http(s)://host[:port] URL")
     return Endpoint("https", raw)
+
+
+def _redis_url_problem(raw: str) -> Optional[str]:
+    """What is wrong with a Redis URL (the message never quotes it: it may hold a password)."""
+    try:
+        parts = urlsplit(raw)
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        return "REDRAW_REDIS_URL must be a redis://, rediss:// or unix:// URL"
+    if parts.scheme not in ("redis", "rediss", "unix") or not port_ok:
+        return "REDRAW_REDIS_URL must be a redis://, rediss:// or unix:// URL"
+    if parts.scheme != "unix" and not parts.hostname:
+        return "REDRAW_REDIS_URL must name a host (redis://[:password@]host:port/db)"
+    if parts.scheme == "unix" and not parts.path:
+        return "REDRAW_REDIS_URL must name a socket path (unix:///path/to/redis.sock)"
+    return None
 
 
 class _Reader:
@@ -191,6 +220,19 @@ def load_settings(env: Optional[Mapping[str, str]] = None) -> Settings:
     level = (r.text("REDRAW_LOG_LEVEL") or "INFO").upper()
     if level not in _LEVELS:
         r.errors.append("REDRAW_LOG_LEVEL must be one of " + ", ".join(_LEVELS))
+    pacing = (r.text("VOD_PACING") or "adaptive").lower()
+    if pacing not in PACING_MODES:
+        r.errors.append("VOD_PACING must be adaptive or fixed")
+    redis_url = r.text("REDRAW_REDIS_URL")
+    if redis_url is not None:
+        problem = _redis_url_problem(redis_url)
+        if problem:
+            r.errors.append(problem)
+        elif importlib.util.find_spec("redis") is None:
+            r.errors.append("REDRAW_REDIS_URL needs the redis client in the package (requirements.txt)")
+    redis_key = r.text("REDRAW_REDIS_KEY") or DEFAULT_REDIS_KEY
+    if len(redis_key) > 200 or any(c.isspace() for c in redis_key):
+        r.errors.append("REDRAW_REDIS_KEY must be at most 200 characters without spaces")
     settings: Dict[str, Any] = dict(
         allowed_sub_app_ids=tuple(allowed_ids),
         max_rps=r.number("VOD_MAX_RPS", 20.0, 0.1, 100000.0),
@@ -208,6 +250,10 @@ def load_settings(env: Optional[Mapping[str, str]] = None) -> Settings:
         max_body_bytes=r.integer("REDRAW_MAX_BODY_BYTES", 65536, 1024, 6 * 1024 * 1024),
         safety_margin_ms=r.integer("REDRAW_SAFETY_MARGIN_MS", 1500, 0, 60000),
         default_time_limit_ms=r.integer("REDRAW_DEFAULT_TIME_LIMIT_MS", 30000, 100, 900000),
+        pacing=pacing,
+        redis_url=redis_url,
+        redis_key=redis_key,
+        redis_timeout_ms=r.integer("REDRAW_REDIS_TIMEOUT_MS", 300, 10, 5000),
     )
     if settings["presign_urls"] and importlib.util.find_spec("qcloud_cos") is None:
         r.errors.append("REDRAW_PRESIGN_URLS needs the COS SDK in the package: "

@@ -107,6 +107,7 @@ def test_slow_upstream_never_runs_past_the_time_limit(invoke, emulator, env):
 
 def test_rate_limit_pressure_is_absorbed(invoke, emulator, env):
     emulator.rps = 5
+    env.setenv("VOD_PACING", "fixed")
     env.setenv("VOD_MAX_RPS", "50")  # the function believes in more than VOD allows
     out = invoke(cos_event([f"k{i}.mp4" for i in range(12)]), {"request_id": "r", "time_limit_in_ms": 20000})
     assert out.error is None, out.error
