@@ -28,22 +28,17 @@ import threading
 from typing import Any, Dict, Tuple
 
 from .adaptive import AdaptiveLimiter
-from .fixed import FixedRateLimiter, RateLimiter, SlidingLog
 from .base import Pacer
+from .fixed import FixedRateLimiter, RateLimiter, SlidingLog
 
 __all__ = ["AdaptiveLimiter", "FixedRateLimiter", "Pacer", "RateLimiter", "SlidingLog", "pacer_for",
-           "reset_limiters", "shared_limiter"]
+           "reset_limiters"]
 
 ADAPTIVE, FIXED = "adaptive", "fixed"
 MODES = (ADAPTIVE, FIXED)
 
 _pacers: Dict[Tuple[Any, ...], Pacer] = {}
 _pacers_lock = threading.Lock()
-
-
-def shared_limiter(rate: float) -> FixedRateLimiter:
-    """The container's fixed-rate limiter for ``rate`` (kept for callers of earlier versions)."""
-    return _shared(("fixed", rate), lambda: FixedRateLimiter(rate))  # type: ignore[return-value]
 
 
 def pacer_for(settings: Any) -> Pacer:
