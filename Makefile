@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EVENT  ?= events/cos-put.json
 
-.PHONY: setup demo test lint bench soak package package-local clean
+.PHONY: setup demo test lint bench soak scale package package-local clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ bench: $(STAMP) package package-local
 ## 1,000 records through main_handler against a faulty, rate-limited emulator: benchmarks/soak-results.md.
 soak: $(STAMP)
 	$(PY) benchmarks/soak.py $(SOAK_ARGS)
+
+## N warm instances (processes) sharing one 20/s VOD budget, per pacing mode: benchmarks/scale-results.md.
+## SCALE_ARGS="--instances 4 --modes adaptive" for a quick look (about 10-15 minutes in full).
+scale: $(STAMP)
+	$(PY) benchmarks/scale.py $(SCALE_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -19,7 +19,8 @@ from . import logs, sources
 from .config import load_settings
 from .core import Runtime, ms_since
 from .errors import ConfigError, InvalidEventError, RedrawError, UnexpectedError, UnsupportedTriggerError
-from .pacing import shared_limiter
+from .pacing import pacer_for
+from .redislink import password_of
 from .retries import Deadline
 
 #: trigger -> module of redraw.sources that serves it
@@ -36,10 +37,11 @@ def runtime() -> Runtime:
     if _runtime is None:
         with _runtime_lock:
             if _runtime is None:
+                from .accepted import memory_for
                 from .vod import VodClient
 
                 settings = load_settings()
-                _runtime = Runtime(settings, VodClient(settings), shared_limiter(settings.max_rps))
+                _runtime = Runtime(settings, VodClient(settings), pacer_for(settings), memory_for(settings))
     return _runtime
 
 
@@ -79,7 +81,8 @@ def handle(event: Any, context: Any) -> Any:
     ctx = _context_dict(context)
     env = os.environ
     logs.configure((env.get("REDRAW_LOG_LEVEL") or "INFO").upper(),
-                   (env.get("TENCENTCLOUD_SECRETKEY", ""), env.get("TENCENTCLOUD_SESSIONTOKEN", "")))
+                   (env.get("TENCENTCLOUD_SECRETKEY", ""), env.get("TENCENTCLOUD_SESSIONTOKEN", ""),
+                    password_of(env.get("REDRAW_REDIS_URL"))))
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=str(ctx.get("request_id") or _new_id()))
     function = ctx.get("function_name") or env.get("SCF_FUNCTIONNAME")

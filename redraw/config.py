@@ -27,6 +27,8 @@ from .errors import ConfigError
 from .validation import dataclass_schema
 
 DEFAULT_ENDPOINT = "vod.intl.tencentcloudapi.com"
+DEFAULT_REDIS_KEY = "redraw:vod:CreateAigcVideoRedrawTask"
+PACING_MODES = ("adaptive", "fixed")
 DEFAULT_VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".flv", ".wmv", ".webm",
                           ".ts", ".mpeg", ".mpg", ".3gp")
 _MAX_INT64 = 2**63 - 1
@@ -84,13 +86,35 @@ def _suffixes(value: str) -> Tuple[str, ...]:
     return tuple(s.lower() if s.startswith(".") else "." + s.lower() for s in _items(value)) or DEFAULT_VIDEO_SUFFIXES
 
 
-def _one_of(*choices: str, upper: bool = False) -> Any:
+def _one_of(*choices: str, upper: bool = False, lower: bool = False) -> Any:
     def check(value: str) -> str:
-        value = value.upper() if upper else value
+        value = value.upper() if upper else value.lower() if lower else value
         if value not in choices:
             raise ValueError("must be one of " + ", ".join(choices))
         return value
     return _after(cs.str_schema(), check)
+
+
+def _redis_url(value: str) -> str:
+    """A Redis URL; the message never quotes it (it may hold a password)."""
+    try:
+        parts = urlsplit(value)
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        raise ValueError("must be a redis://, rediss:// or unix:// URL") from None
+    if parts.scheme not in ("redis", "rediss", "unix") or not port_ok:
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError("must name a host (redis://[:password@]host:port/db)")
+    if parts.scheme == "unix" and not parts.path:
+        raise ValueError("must name a socket path (unix:///path/to/redis.sock)")
+    return value
+
+
+def _redis_key(value: str) -> str:
+    if len(value) > 200 or any(c.isspace() for c in value):
+        raise ValueError("must be at most 200 characters without spaces")
+    return value
 
 
 def _flag(value: str) -> bool:
@@ -133,8 +157,13 @@ class Settings:
     allowed_sub_app_ids: Tuple[int, ...] = var(
         "VOD_ALLOWED_SUB_APP_IDS", "comma-separated SubAppIds an API caller may name in the body",
         _after(cs.str_schema(), _ids), (), shown="(empty)")
-    max_rps: float = var("VOD_MAX_RPS", "requests per second to VOD from one container (the API's limit is 20)",
+    max_rps: float = var("VOD_MAX_RPS", "the account's VOD budget in requests per second (the API's limit is 20; "
+                         "fractions allowed): the ceiling of each container, or the shared budget with Redis",
                          cs.float_schema(ge=0.1, le=100000.0), 20.0, shown="20")
+    pacing: str = var("VOD_PACING", "adaptive (each container learns its share from RequestLimitExceeded) "
+                      "or fixed (VOD_MAX_RPS per container); ignored when REDRAW_REDIS_URL is set",
+                      _one_of(*PACING_MODES, lower=True),
+                      "adaptive")
     max_concurrency: int = var("VOD_MAX_CONCURRENCY", "records of one event submitted in parallel", _range(1, 64), 10)
     max_attempts: int = var("VOD_MAX_ATTEMPTS", "attempts per record for retryable failures within one invocation",
                             _range(1, 10), 4)
@@ -170,6 +199,14 @@ class Settings:
     # Validated here; logs.configure reads the variable itself, before settings exist.
     log_level: str = var("REDRAW_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR",
                          _one_of("DEBUG", "INFO", "WARNING", "ERROR", upper=True), "INFO")
+    redis_url: Optional[str] = var("REDRAW_REDIS_URL", "redis://[:password@]host:port/db of a Redis shared by all "
+                                   "instances: one exact VOD budget and the accepted SessionIds",
+                                   _after(cs.str_schema(max_length=2048), _redis_url), None,
+                                   shown="(empty: no Redis)", secret=True)
+    redis_key: str = var("REDRAW_REDIS_KEY", "Redis key of the shared budget (the same key shares one budget "
+                         "across functions)", _after(cs.str_schema(), _redis_key), DEFAULT_REDIS_KEY)
+    redis_timeout_ms: int = var("REDRAW_REDIS_TIMEOUT_MS", "Redis connect and command timeout; past it the "
+                                "container paces itself (adaptive)", _range(10, 5000), 300)
     secret_id: str = var("TENCENTCLOUD_SECRETID", "credential of the function's run role", cs.str_schema(),
                          shown="(injected by SCF)")
     secret_key: str = var("TENCENTCLOUD_SECRETKEY", "credential of the function's run role", cs.str_schema(),
@@ -224,6 +261,8 @@ def load_settings(env: Optional[Mapping[str, str]] = None) -> Settings:
     if settings is not None and settings.presign_urls and importlib.util.find_spec("qcloud_cos") is None:
         problems.append("REDRAW_PRESIGN_URLS needs the COS SDK in the package: "
                         'make package PACKAGE_ARGS="--extra cos-python-sdk-v5"')
+    if settings is not None and settings.redis_url and importlib.util.find_spec("redis") is None:
+        problems.append("REDRAW_REDIS_URL needs the redis client in the package (requirements.txt)")
     if problems or settings is None:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
     if not settings.region:

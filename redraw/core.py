@@ -14,20 +14,25 @@ from urllib.parse import urlsplit
 from . import policy
 from .config import Settings
 from .errors import InvalidRequestError, RedrawError, UpstreamError
-from .pacing import RateLimiter
+from .accepted import AcceptedMemory
+from .pacing import Pacer
 from .retries import Deadline, call_with_retries
 from .vod import CREATE_ACTION, VodApi
 
 SUBMITTED, DUPLICATE, SKIPPED, FAILED = "submitted", "duplicate", "skipped", "failed"
+#: Reason of a duplicate found in the accepted-SessionId memory (no VOD call was made).
+REMEMBERED = ("SessionId accepted before (remembered by redraw; VOD was not asked again): "
+              "this upload was submitted before")
 
 
 @dataclass
 class Runtime:
-    """What one warm container keeps: settings, the VOD client, the shared limiter."""
+    """What one warm container keeps: settings, the VOD client, the pacer, the accepted SessionIds."""
 
     settings: Settings
     api: VodApi
-    limiter: RateLimiter
+    limiter: Pacer
+    accepted: AcceptedMemory = field(default_factory=AcceptedMemory)
 
 
 @dataclass
@@ -72,17 +77,22 @@ def submit(rt: Runtime, params: dict, deadline: Deadline) -> Outcome:
     """Send one CreateAigcVideoRedrawTask with retries; never raises UpstreamError."""
     started = time.monotonic()
     session_id = params.get("SessionId")
+    sub_app_id = params.get("SubAppId")
     retries: List[str] = []
+    if rt.accepted.knows(sub_app_id, session_id):
+        return Outcome(DUPLICATE, session_id, None, None, reason=REMEMBERED, duration_ms=ms_since(started))
     try:
         created, attempts = call_with_retries(
             lambda timeout: _parse_created(rt.api.call(CREATE_ACTION, params, timeout)),
             deadline=deadline, limiter=rt.limiter, max_attempts=rt.settings.max_attempts,
             http_timeout=rt.settings.http_timeout,
             on_retry=lambda exc, n, wait: retries.append(exc.vod_code))
+        rt.accepted.remember(sub_app_id, session_id)
         return Outcome(SUBMITTED, session_id, created[0], created[1] or None,
                        attempts=attempts, duration_ms=ms_since(started), retries=retries)
     except UpstreamError as exc:
         if exc.decision == policy.DUPLICATE:
+            rt.accepted.remember(sub_app_id, session_id)
             lost_answer = any(code in policy.AMBIGUOUS for code in retries)
             reason = ("submitted by an earlier attempt of this invocation whose answer was lost "
                       "(TaskId unknown; the SessionId identifies the task)" if lost_answer else

@@ -2,8 +2,9 @@
 
 - ``Deadline``: the invocation's remaining time (SCF gives only the limit).
 - ``call_with_retries``: exponential backoff with full jitter, bounded by the
-  deadline, each attempt paced by a limiter (``redraw.pacing``); what is
-  retried is decided by ``policy``.
+  deadline, each attempt paced by a pacer (``redraw.pacing``) that hears what
+  VOD answered; what is retried is decided by ``policy``. RequestLimitExceeded
+  (VOD did nothing) is retried as long as the deadline allows.
 """
 from __future__ import annotations
 
@@ -13,14 +14,14 @@ from typing import Callable, Optional, Tuple, TypeVar
 
 from . import policy
 from .errors import UpstreamError
-from .pacing import RateLimiter
+from .pacing import Pacer
 
 T = TypeVar("T")
 
 BACKOFF_BASE = 0.2      # seconds; first retry waits up to this
 BACKOFF_CAP = 4.0       # seconds; no single wait is longer
 MIN_ATTEMPT_TIME = 0.2  # seconds; less than this left: do not start an attempt
-MAX_THROTTLED = 10      # RequestLimitExceeded answers tolerated per call (the deadline bounds them too)
+THROTTLE_WAIT = (0.05, 0.3)  # seconds, uniform: the pause after RequestLimitExceeded (the pacer does the rest)
 
 
 class Deadline:
@@ -45,7 +46,7 @@ def backoff(attempt: int, rng: random.Random) -> float:
     return rng.uniform(0.0, min(BACKOFF_CAP, BACKOFF_BASE * (2 ** (attempt - 1))))
 
 
-def call_with_retries(send: Callable[[float], T], *, deadline: Deadline, limiter: RateLimiter,
+def call_with_retries(send: Callable[[float], T], *, deadline: Deadline, limiter: Pacer,
                       max_attempts: int, http_timeout: float,
                       rng: Optional[random.Random] = None,
                       sleep: Callable[[float], None] = time.sleep,
@@ -56,6 +57,8 @@ def call_with_retries(send: Callable[[float], T], *, deadline: Deadline, limiter
     Returns ``(result, attempts)``; raises the final ``UpstreamError`` (its
     ``attempts`` set) otherwise. A retry after an ambiguous failure (timeout,
     dropped connection) is safe because the request carries its SessionId.
+    ``max_attempts`` bounds the attempts that failed for other reasons than
+    throttling; throttled attempts are bounded by the deadline alone.
     """
     rng = rng or random.Random()
     attempt = throttled = 0
@@ -69,29 +72,32 @@ def call_with_retries(send: Callable[[float], T], *, deadline: Deadline, limiter
         attempt += 1
         timeout = min(http_timeout, deadline.remaining())
         try:
-            return send(timeout), attempt
+            result = send(timeout)
         except UpstreamError as exc:
             exc.attempts = attempt
             last = exc
             decision = policy.decide(exc.vod_code)
             is_throttle = exc.vod_code.startswith("RequestLimitExceeded")
-            throttled += is_throttle
-            # Throttling means VOD did nothing: it has its own, larger allowance.
-            used = throttled if is_throttle else attempt - throttled
-            allowed = MAX_THROTTLED if is_throttle else policy.max_attempts_for(decision, max_attempts)
-            if used >= allowed:
-                if decision.kind == policy.UNKNOWN:
-                    exc.decision = policy.TERMINAL  # unknown after one retry: stop for good
-                raise
-            wait = backoff(attempt, rng)
             if is_throttle:
-                wait = max(wait, rng.uniform(0.5, 1.0))  # the limit is per second
-                limiter.pause(wait * 0.5)
+                throttled += 1
+                limiter.on_throttle()
+                wait = rng.uniform(*THROTTLE_WAIT)
+            else:
+                if exc.vod_code not in policy.AMBIGUOUS and exc.vod_code != policy.DEADLINE:
+                    limiter.on_success()  # VOD answered: the send got through its limit
+                if attempt - throttled >= policy.max_attempts_for(decision, max_attempts):
+                    if decision.kind == policy.UNKNOWN:
+                        exc.decision = policy.TERMINAL  # unknown after one retry: stop for good
+                    raise
+                wait = backoff(attempt - throttled, rng)
             if wait > deadline.remaining() - MIN_ATTEMPT_TIME:
                 raise
             if on_retry:
                 on_retry(exc, attempt, wait)
             sleep(wait)
+            continue
+        limiter.on_success()
+        return result, attempt
 
 
 def _deadline_error(attempts: int) -> UpstreamError:

@@ -186,7 +186,7 @@ def _copy_from_this_python(target: Path, requirements: Path, extra: Sequence[str
             if "extra ==" in req.replace('"', "").replace("'", ""):
                 continue
             marker = req.split(";", 1)[1] if ";" in req else ""
-            if "python_version" in marker and not _simple_marker_ok(marker):
+            if "python_" in marker and not _simple_marker_ok(marker):
                 continue
             todo += _requirement_names(req.split(";", 1)[0])
         base = Path(dist.locate_file("")).resolve()
@@ -204,11 +204,13 @@ def _copy_from_this_python(target: Path, requirements: Path, extra: Sequence[str
 
 
 def _simple_marker_ok(marker: str) -> bool:
-    """Evaluate ``python_version <op> "X.Y"`` markers (the only kind our dependencies use)."""
-    m = re.search(r"python_version\s*(<=|>=|==|!=|<|>)\s*['\"](\d+)\.(\d+)['\"]", marker)
+    """Evaluate ``python_version`` / ``python_full_version <op> "X.Y[.Z]"`` markers (the only kinds
+    our dependencies use; redis has ``python_full_version < '3.11.3'``)."""
+    m = re.search(r"python_(?:full_)?version\s*(<=|>=|==|!=|<|>)\s*['\"](\d+(?:\.\d+)*)['\"]", marker)
     if not m:
         return True
-    have, want = sys.version_info[:2], (int(m.group(2)), int(m.group(3)))
+    want = tuple(int(part) for part in m.group(2).split("."))
+    have = tuple(sys.version_info[:len(want)])
     return {"<": have < want, "<=": have <= want, ">": have > want, ">=": have >= want,
             "==": have == want, "!=": have != want}[m.group(1)]
 

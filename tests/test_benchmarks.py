@@ -15,3 +15,17 @@ def test_benchmark_smoke_run():
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     for row in ("cold start", "warm overhead", "connections", "burst", "soak"):
         assert row in out.stdout.lower(), row
+
+
+def test_scale_benchmark_smoke_run():
+    """make scale at a tiny size: two instance processes per mode, a real redis-server for the redis mode."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOD_", "REDRAW_", "TENCENTCLOUD_"))}
+    out = subprocess.run([sys.executable, "benchmarks/scale.py", "--instances", "2", "--modes", "fixed,adaptive,redis",
+                          "--uploads", "12", "--max-event", "4", "--out", "-"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| 2 ")]
+    assert [row.split("|")[2].strip() for row in rows] == ["fixed", "adaptive", "redis"]
+    for row in rows:
+        cells = [c.strip() for c in row.split("|")]
+        assert cells[3:6] == ["12", "12", "0"], row  # uploads, tasks created, created twice

@@ -109,3 +109,26 @@ def test_every_settings_field_is_one_documented_variable():
     names = [f.metadata["env"] for f in fields(Settings)]
     assert names == list(VARIABLES) and len(set(names)) == len(names)
     assert all(meaning for _default, meaning in VARIABLES.values())
+
+
+def test_pacing_and_redis_defaults():
+    s = load_settings(BASE)
+    assert s.pacing == "adaptive" and s.redis_url is None
+    assert s.redis_key == "redraw:vod:CreateAigcVideoRedrawTask" and s.redis_timeout_ms == 300
+    s = load_settings({**BASE, "VOD_PACING": "Fixed", "REDRAW_REDIS_URL": "redis://:pw-secret@10.0.0.5:6379/2",
+                       "REDRAW_REDIS_KEY": "acct:vod", "VOD_MAX_RPS": "1.25"})
+    assert (s.pacing, s.redis_key, s.max_rps) == ("fixed", "acct:vod", 1.25)
+    assert "pw-secret" not in repr(s)
+
+
+@pytest.mark.parametrize("env, name", [
+    ({**BASE, "VOD_PACING": "turbo"}, "VOD_PACING"),
+    ({**BASE, "REDRAW_REDIS_URL": "http://:hunter2-secret@host:6379"}, "REDRAW_REDIS_URL"),
+    ({**BASE, "REDRAW_REDIS_URL": "redis://:hunter2-secret@:99999"}, "REDRAW_REDIS_URL"),
+    ({**BASE, "REDRAW_REDIS_KEY": "a key"}, "REDRAW_REDIS_KEY"),
+    ({**BASE, "REDRAW_REDIS_TIMEOUT_MS": "0"}, "REDRAW_REDIS_TIMEOUT_MS"),
+])
+def test_pacing_and_redis_errors_name_the_variable_never_the_value(env, name):
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    assert name in str(info.value) and "hunter2" not in str(info.value)

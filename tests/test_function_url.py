@@ -6,6 +6,7 @@ import json
 import pytest
 
 from conftest import SUB_APP_ID, load_event
+from redraw import app, pacing
 from redraw.tools.samples import apigw_event, redraw_body, url_event
 
 URL = "https://media-1250000000.cos.ap-guangzhou.myqcloud.com/in/clip.mp4"
@@ -68,7 +69,9 @@ def test_same_status_body_and_headers_as_api_gateway(invoke, emulator, case):
     apigw, url = _pair(CASES[case])
     answers = []
     for event in (apigw, url):
-        emulator.reset()  # the same SessionId may create again through the other trigger
+        emulator.reset()  # the same SessionId may create again through the other trigger,
+        app.reset()  # in a container that has not seen it yet
+        pacing.reset_limiters()
         result = invoke(event).result
         answers.append(result)
     a, u = answers

@@ -118,6 +118,7 @@ VALIDATION_CODES = ("InvalidParameter", "UnknownParameter", "MissingParameter")
 
 def _fast(env, emulator):
     env.setenv("VOD_MAX_RPS", "100000")
+    env.setenv("VOD_PACING", "fixed")
     env.setenv("VOD_MAX_ATTEMPTS", "1")
     emulator.rps = 0
 
@@ -149,6 +150,7 @@ def test_no_secret_canary_ever_appears(invoke, env, event):
         env.setenv("TENCENTCLOUD_SECRETKEY", SECRET_CANARY)
         env.setenv("TENCENTCLOUD_SESSIONTOKEN", TOKEN_CANARY)
         env.setenv("VOD_MAX_RPS", "100000")
+        env.setenv("VOD_PACING", "fixed")
         env.setenv("VOD_MAX_ATTEMPTS", "1")
         from redraw import app
         app.reset()

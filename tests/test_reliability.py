@@ -107,6 +107,7 @@ def test_slow_upstream_never_runs_past_the_time_limit(invoke, emulator, env):
 
 def test_rate_limit_pressure_is_absorbed(invoke, emulator, env):
     emulator.rps = 5
+    env.setenv("VOD_PACING", "fixed")
     env.setenv("VOD_MAX_RPS", "50")  # the function believes in more than VOD allows
     out = invoke(cos_event([f"k{i}.mp4" for i in range(12)]), {"request_id": "r", "time_limit_in_ms": 20000})
     assert out.error is None, out.error
@@ -152,8 +153,9 @@ def test_direct_invocation_raises_package_errors(invoke, emulator, env):
 
 def test_direct_failure_names_the_session_id_so_a_retry_creates_nothing_twice(invoke, emulator, env):
     env.setenv("VOD_HTTP_TIMEOUT", "0.5")
+    env.setenv("VOD_MAX_ATTEMPTS", "1")
     emulator.inject("slow:1.5")  # VOD creates the task, the answer comes too late
-    out = invoke(redraw_body(URL), context={"request_id": "d-1", "time_limit_in_ms": 1500})
+    out = invoke(redraw_body(URL), context={"request_id": "d-1", "time_limit_in_ms": 3000})
     assert isinstance(out.error, UpstreamError) and out.error.decision == "retry"
     session_id = out.error.session_id
     assert session_id and session_id in str(out.error) and out.error.to_dict()["SessionId"] == session_id

@@ -181,6 +181,7 @@ class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     block_on_close = False
+    request_queue_size = 256  # listen backlog: many clients connect at once (benchmarks/scale.py)
 
     def __init__(self, address, handler, emulator: VodEmulator, family: int) -> None:
         self.address_family = family
