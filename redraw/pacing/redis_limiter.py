@@ -8,8 +8,10 @@ order, m = ceil(rate):
   at least that far back; the margin covers the jitter between send and arrival);
 - GCRA, 1/rate apart in the long run (``max(1/rate, (1 s + margin)/m)``), with a
   burst credit of ``BURST``·m slots earned while idle: a lone instance sends an
-  event's records at once. A slot the window held back spends the credit, so
-  a saturated budget is handed out evenly spread, not in bursts each second.
+  event's records at once;
+- slots that the window held back go ``interval/HELD_SPREAD`` apart, not all at
+  the instant the window frees: sends of many processes waking together would
+  arrive with enough jitter to overflow VOD's second.
 
 It answers how long to wait; the client sleeps, then sends. A slot beyond the
 caller's time budget is not taken. The keys (``KEY`` the last m slots,
@@ -32,6 +34,8 @@ from .base import JITTER_MARGIN
 REDIS_MARGIN = JITTER_MARGIN
 #: Burst credit earned while idle, as a share of m. 0: slots always evenly spread, one at a time.
 BURST = 1.0
+#: Slots the window held back go at least interval/HELD_SPREAD apart (12.75 ms at 20/s), not all at once.
+HELD_SPREAD = 4
 
 SCRIPT = """
 if redis.replicate_commands then redis.replicate_commands() end
@@ -44,22 +48,23 @@ local tolerance = tonumber(ARGV[5])
 local tat = tonumber(redis.call('GET', KEYS[2]) or '0')
 local at = now
 if tat - tolerance > at then at = tat - tolerance end
-local full = false
 local n = redis.call('LLEN', KEYS[1])
+local last = 0
+if n > 0 then last = tonumber(redis.call('LINDEX', KEYS[1], -1)) end
 if n >= m then
   local mth = tonumber(redis.call('LINDEX', KEYS[1], -m))
-  if mth + window > at then at = mth + window; full = true end
+  if mth + window > at then
+    at = mth + window
+    if last + tonumber(ARGV[6]) > at then at = last + tonumber(ARGV[6]) end
+  end
 end
-if n > 0 then
-  local last = tonumber(redis.call('LINDEX', KEYS[1], -1))
-  if last > at then at = last end
-end
+if last > at then at = last end
 if at - now > tonumber(ARGV[4]) then return {0, at - now} end
 local ttl = math.floor((at - now + window + tolerance) / 1000) + 1000
 redis.call('RPUSH', KEYS[1], string.format('%.0f', at))
 redis.call('LTRIM', KEYS[1], -m, -1)
 redis.call('PEXPIRE', KEYS[1], ttl)
-if full then tat = at + tolerance elseif tat < at then tat = at end
+if tat < at then tat = at end
 redis.call('SET', KEYS[2], string.format('%.0f', tat + interval), 'PX', ttl)
 return {1, at - now}
 """
@@ -84,7 +89,7 @@ class RedisLimiter:
             self._script = client.register_script(SCRIPT)  # EVALSHA, EVAL when the script is not cached
         return self._script(keys=[self.key, self.key + ":tat"],
                             args=[self.m, self.window_us, self.interval_us, int(budget * 1_000_000),
-                                  self.tolerance_us],
+                                  self.tolerance_us, self.interval_us // HELD_SPREAD],
                             client=client)
 
     def acquire(self, budget: float) -> bool:
