@@ -299,3 +299,34 @@ def test_redis_client_is_imported_only_when_configured(emulator):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+    # configured: the client loads with the handler (the container's initialisation), not in an invocation
+    code = "import sys, handler; print('redis' in sys.modules)"
+    env["REDRAW_REDIS_URL"] = "redis://127.0.0.1:1/0"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("rate", [20, 2.5, 1.25])
+def test_redis_slots_burst_after_idle_and_spread_when_held(redis_server, rate):
+    """The script's schedule (no one sleeps: each wait is a slot's distance from now, on Redis's clock)."""
+    from redraw.pacing.adaptive import AdaptiveLimiter
+    from redraw.pacing.redis_limiter import HELD_SPREAD, RedisLimiter
+    from redraw.redislink import RedisLink
+
+    waits = []
+    limiter = RedisLimiter(RedisLink(redis_server.url, 1000), f"redraw:test:slots:{rate}", rate,
+                           fallback=AdaptiveLimiter(rate), sleep=waits.append)
+    started = time.monotonic()
+    count = 6 * math.ceil(rate) + 3
+    for _ in range(count):
+        assert limiter.acquire(budget=600)
+    drift = time.monotonic() - started  # how far Redis's clock moved while we asked
+    slots = [0.0] * (count - len(waits))  # a slot due now is not slept for
+    slots = sorted(slots + waits)
+    m = math.ceil(rate)
+    interval = max(1 / rate, 1.02 / m)
+    assert slots[m - 1] <= drift  # after idle: ⌈rate⌉ sends at once
+    assert _max_in_any_window(slots, 1.02 - 2 * drift - 1e-6) <= m  # never more than ⌈rate⌉ in VOD's second
+    assert _max_in_any_window(slots[m:], interval / HELD_SPREAD / 2) <= 1  # held slots: spread, not at once
+    assert (count - m) / (slots[-1] - slots[0] + 2 * drift) <= rate  # GCRA: the rate, plus the idle credit

@@ -2,13 +2,21 @@
 
 One Lua script, atomic in one round trip, reads Redis's own clock (``TIME``,
 so the instances' clocks do not matter) and hands out the next send slot, in
-order: 1/rate apart (GCRA; ``BURST`` allows a burst tolerance, off by
-default: sends of all instances arrive evenly spread), and at least
-``1 s + margin`` after the m-th slot before it (m = ceil(rate): never more than m in VOD's sliding
-second, whatever the jitter between send and arrival). It answers how long to
-wait; the client sleeps, then sends. A slot beyond the caller's time budget is
-not taken. The keys (``KEY`` the last m slots, ``KEY:tat`` the next free one)
-expire when idle; several functions share a budget by sharing the key.
+order, m = ceil(rate):
+
+- never more than m slots in any ``1 s + margin`` (the m-th slot before it is
+  at least that far back; the margin covers the jitter between send and arrival);
+- GCRA, 1/rate apart in the long run (``max(1/rate, (1 s + margin)/m)``), with a
+  burst credit of ``BURST``·m slots earned while idle: a lone instance sends an
+  event's records at once;
+- slots that the window held back go ``interval/HELD_SPREAD`` apart, not all at
+  the instant the window frees: sends of many processes waking together would
+  arrive with enough jitter to overflow VOD's second.
+
+It answers how long to wait; the client sleeps, then sends. A slot beyond the
+caller's time budget is not taken. The keys (``KEY`` the last m slots,
+``KEY:tat`` the GCRA time) expire when idle; several functions share a budget
+by sharing the key.
 
 When Redis fails, the container paces itself with its ``fallback`` (adaptive)
 limiter and tries Redis again after the link's cool-down.
@@ -24,10 +32,10 @@ from .base import JITTER_MARGIN
 
 #: Window margin for the shared budget: send-to-arrival jitter across instances.
 REDIS_MARGIN = JITTER_MARGIN
-#: Burst tolerance, as a share of one second's sends. 0: slots evenly spread, one at a time. Measured:
-#: 0.25 (5 slots at once at 20/s) fills the budget better for a lone instance, but its bursts arrive
-#: with enough jitter on a loaded machine to put 21–22 requests in one of VOD's seconds.
-BURST = 0.0
+#: Burst credit earned while idle, as a share of m. 0: slots always evenly spread, one at a time.
+BURST = 1.0
+#: Slots the window held back go at least interval/HELD_SPREAD apart (12.75 ms at 20/s), not all at once.
+HELD_SPREAD = 4
 
 SCRIPT = """
 if redis.replicate_commands then redis.replicate_commands() end
@@ -37,20 +45,22 @@ local m = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local interval = tonumber(ARGV[3])
 local tolerance = tonumber(ARGV[5])
-local at = now
 local tat = tonumber(redis.call('GET', KEYS[2]) or '0')
+local at = now
 if tat - tolerance > at then at = tat - tolerance end
 local n = redis.call('LLEN', KEYS[1])
+local last = 0
+if n > 0 then last = tonumber(redis.call('LINDEX', KEYS[1], -1)) end
 if n >= m then
   local mth = tonumber(redis.call('LINDEX', KEYS[1], -m))
-  if mth + window > at then at = mth + window end
+  if mth + window > at then
+    at = mth + window
+    if last + tonumber(ARGV[6]) > at then at = last + tonumber(ARGV[6]) end
+  end
 end
-if n > 0 then
-  local last = tonumber(redis.call('LINDEX', KEYS[1], -1))
-  if last > at then at = last end
-end
+if last > at then at = last end
 if at - now > tonumber(ARGV[4]) then return {0, at - now} end
-local ttl = math.floor((at - now + window) / 1000) + 1000
+local ttl = math.floor((at - now + window + tolerance) / 1000) + 1000
 redis.call('RPUSH', KEYS[1], string.format('%.0f', at))
 redis.call('LTRIM', KEYS[1], -m, -1)
 redis.call('PEXPIRE', KEYS[1], ttl)
@@ -69,8 +79,8 @@ class RedisLimiter:
         self.sleep = sleep
         self.m = max(1, math.ceil(rate))
         self.window_us = int(round((1.0 + margin) * 1_000_000))
-        self.interval_us = int(round(1_000_000 / rate))
-        self.tolerance_us = int(round((max(1, math.ceil(rate * BURST)) - 1) * 1_000_000 / rate))
+        self.interval_us = int(round(1_000_000 * max(1.0 / rate, (1.0 + margin) / self.m)))
+        self.tolerance_us = (max(1, math.ceil(self.m * BURST)) - 1) * self.interval_us
         self._script: Any = None
         self._fallen_back = False
 
@@ -79,7 +89,7 @@ class RedisLimiter:
             self._script = client.register_script(SCRIPT)  # EVALSHA, EVAL when the script is not cached
         return self._script(keys=[self.key, self.key + ":tat"],
                             args=[self.m, self.window_us, self.interval_us, int(budget * 1_000_000),
-                                  self.tolerance_us],
+                                  self.tolerance_us, self.interval_us // HELD_SPREAD],
                             client=client)
 
     def acquire(self, budget: float) -> bool:
