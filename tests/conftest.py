@@ -63,6 +63,20 @@ def env(emulator, monkeypatch):
     pacing.reset_limiters()
 
 
+class FakeClock:
+    """A clock and sleep for pacing and retry tests: sleeping moves time, nothing waits."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.now += seconds
+
+
 @dataclass
 class Invocation:
     result: Any = None

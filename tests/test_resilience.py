@@ -5,22 +5,11 @@ import random
 
 import pytest
 
+from conftest import FakeClock
 from redraw import policy
 from redraw.errors import UpstreamError
 from redraw.pacing import RateLimiter
 from redraw.retries import Deadline, backoff, call_with_retries
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.now += seconds
 
 
 def test_limiter_never_allows_more_than_rate_in_any_window():

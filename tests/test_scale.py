@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import REDIS_PASSWORD_CANARY, SUB_APP_ID
+from conftest import REDIS_PASSWORD_CANARY, SUB_APP_ID, FakeClock
 from redraw import pacing, policy
 from redraw.accepted import AcceptedMemory
 from redraw.core import REMEMBERED
@@ -22,18 +22,6 @@ from redraw.errors import UpstreamError
 from redraw.pacing import AdaptiveLimiter, FixedRateLimiter
 from redraw.retries import Deadline, call_with_retries
 from redraw.tools.samples import cos_event
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.now += seconds
 
 
 def _max_in_any_window(times, window=1.0):
