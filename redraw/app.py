@@ -20,7 +20,6 @@ from .config import load_settings
 from .core import Runtime, ms_since
 from .errors import ConfigError, InvalidEventError, RedrawError, UnexpectedError, UnsupportedTriggerError
 from .pacing import pacer_for
-from .redislink import password_of
 from .retries import Deadline
 
 #: trigger -> module of redraw.sources that serves it
@@ -85,13 +84,20 @@ def _new_id() -> str:
     return str(uuid.uuid4())
 
 
+def _redis_password(url: Optional[str]) -> str:
+    if not url:
+        return ""  # the Redis link module is loaded only by containers that use Redis
+    from .redislink import password_of
+    return password_of(url)
+
+
 def handle(event: Any, context: Any) -> Any:
     started = time.monotonic()
     ctx = _context_dict(context)
     env = os.environ
     logs.configure((env.get("REDRAW_LOG_LEVEL") or "INFO").upper(),
                    (env.get("TENCENTCLOUD_SECRETKEY", ""), env.get("TENCENTCLOUD_SESSIONTOKEN", ""),
-                    password_of(env.get("REDRAW_REDIS_URL"))))
+                    _redis_password(env.get("REDRAW_REDIS_URL"))))
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=str(ctx.get("request_id") or _new_id()))
     function = ctx.get("function_name") or env.get("SCF_FUNCTIONNAME")
