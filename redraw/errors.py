@@ -110,8 +110,10 @@ class UpstreamError(RedrawError):
 
     def for_session(self, session_id: Optional[str]) -> "UpstreamError":
         """Name the request's SessionId in the error, so the caller can retry it safely."""
+        from .policy import RETRY, UNKNOWN  # policy imports this module's codes
+
         self.session_id = session_id
-        if session_id and self.decision in ("retry", "unknown"):
+        if session_id and self.decision in (RETRY, UNKNOWN):
             self.args = (f"{self.message} (SessionId {session_id}: send the request again with this "
                          "SessionId, VOD will not create it twice)",)
         return self

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import InvalidEventError, InvalidRequestError
+
 RETRY = "retry"          # transient: back off and try again
 DUPLICATE = "duplicate"  # the SessionId was already used: the work is already submitted
 TERMINAL = "terminal"    # a retry cannot help: fix the request or the configuration
@@ -20,8 +22,8 @@ MALFORMED_RESPONSE = "MalformedResponse"
 DEADLINE = "DeadlineExceeded"
 #: Codes of our own for input that failed validation before any VOD call: the
 #: log line's ``fix`` names what is wrong with it (the outcome's reason).
-INVALID_EVENT = "InvalidEvent"
-INVALID_REQUEST = "InvalidRequest"
+INVALID_EVENT = InvalidEventError.code
+INVALID_REQUEST = InvalidRequestError.code
 INPUT_CODES = (INVALID_EVENT, INVALID_REQUEST)
 #: Failures after which VOD may have created the task anyway.
 AMBIGUOUS = (TIMEOUT, TRANSPORT_ERROR, HTTP_ERROR, MALFORMED_RESPONSE)
