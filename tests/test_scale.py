@@ -82,6 +82,23 @@ def test_adaptive_backs_off_on_throttling_and_recovers():
     assert limiter.rate == 20
 
 
+def test_a_new_container_alone_reaches_the_ceiling_within_seconds():
+    """Slow start grows with VOD's answers: a lone new container is at full speed after about 3 s."""
+    clock = FakeClock()
+    limiter = AdaptiveLimiter(20, clock=clock, sleep=clock.sleep)
+    start, answers = clock.now, []  # (due, ...) answers arrive 0.2 s after each send
+    while limiter.rate < 20:
+        at, look_again = limiter.reserve(clock.now + 60)
+        if at is not None:
+            answers.append(at + 0.2)
+        clock.now = max(clock.now, at if at is not None else look_again)
+        for due in [d for d in answers if d <= clock.now]:
+            answers.remove(due)
+            limiter.on_success()
+        assert clock.now - start < 4.5
+    assert clock.now - start > 1  # conservatively: not at once
+
+
 def test_concurrent_throttles_cut_once():
     clock = FakeClock()
     limiter = AdaptiveLimiter(20, start_rate=20, clock=clock, sleep=clock.sleep)

@@ -2,7 +2,7 @@
 
 Modelled on botocore's "adaptive" retry mode (a client-side send rate, cut
 multiplicatively when the service throttles and grown back along a CUBIC
-curve on success), with botocore's constants:
+curve on success), with botocore's beta and half its scale:
 
 - Sends are paced at the learned rate r (``SlidingLog``: at most ⌈r⌉ in any
   1.02 s, r per second in the long run, fractional r included), r ≤
@@ -14,16 +14,18 @@ curve on success), with botocore's constants:
 - Any other answer, while the rate is what holds the container back (a send
   waited for its slot within the last ``LIMITED_WINDOW``):
   r = W·(1 + S·(t − K)³), t seconds since the last cut, S = SCALE/ceiling,
-  K = ∛((1 − BETA)/S) ≈ 2.5 s: r is back at W after K, stays near it, then
+  K = ∛((1 − BETA)/S) ≈ 3.1 s: r is back at W after K, stays near it, then
   probes beyond. This is botocore's curve (SCALE·(t − K)³ + W) scaled by
-  W/ceiling: a container alone grows exactly like botocore's client, and N
-  containers sharing the limit grow together like one instead of N times as
-  fast. A container that sends less than its rate allows (between events,
+  W/ceiling: a container alone grows like botocore's client (at half its
+  scale: the probes beyond W cost fewer throttles), and N containers sharing
+  the limit grow together like one instead of N times as fast. A container that sends less than its rate allows (between events,
   small events) keeps its rate and does not grow it, as TCP does when
   application-limited.
 - A new container starts at ``START_RATE`` and, until its first throttle,
-  doubles its rate about every ``MEASURE_BUCKET`` while limited (slow start):
-  alone, it reaches 20/s in about 1.5 s.
+  raises its rate by ``SLOW_START_GAIN`` with every answer while limited
+  (slow start, exponential in the answers): alone, it reaches 20/s in about
+  3 s; 32 new containers together overshoot the limit by far less than when
+  each doubled its rate on a timer.
 
 Throttling costs no budget (VOD did no work) but is the only signal: with
 many instances a few tens of per cent of the calls are throttled (see the
@@ -35,14 +37,15 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Callable
+from typing import Callable, Optional, Tuple
 
 from .base import JITTER_MARGIN
 from .fixed import SlidingLog
 
 BETA = 0.7          # a throttle cuts the rate to 70 % (botocore's beta)
-SCALE = 0.4         # CUBIC scale constant at the ceiling, requests/s per s³ (botocore's)
-START_RATE = 4.0    # requests/s of a new container (a fifth of the API's limit; capped at the ceiling)
+SCALE = 0.2         # CUBIC scale constant at the ceiling, requests/s per s³ (half botocore's 0.4)
+START_RATE = 2.0    # requests/s of a new container (a tenth of the API's limit; capped at the ceiling)
+SLOW_START_GAIN = 0.15  # until the first throttle, each answer while limited raises the rate by 15 %
 MIN_RATE = 0.25     # never slower than one request in 4 s (80 instances at this rate still fit in 20/s)
 CUT_GAP = 0.5       # seconds: throttles this soon after a cut belong to the same congestion event
 MEASURE_BUCKET = 0.5  # seconds per bucket of the measured send rate
@@ -94,24 +97,34 @@ class AdaptiveLimiter:
     def acquire(self, budget: float) -> bool:
         end = self.clock() + budget
         while True:
-            with self._lock:
-                now = self.clock()
-                at = self._log.next_slot(now, self._rate)
-                if at > end:
-                    return False
-                if at - now <= HORIZON:
-                    if at > now:
-                        self._last_held = at
-                    self._log.take(at, self._rate)
-                    self._measure(at)
-                    self._bucket_count += 1
-                    break
-                self._last_held = at
+            at, look_again = self.reserve(end)
+            if at is not None:
+                wait = at - self.clock()
+                if wait > 0:
+                    self.sleep(wait)
+                return True
+            if look_again is None:
+                return False
+            self.sleep(max(0.0, look_again - self.clock()))
+
+    def reserve(self, end: float) -> Tuple[Optional[float], Optional[float]]:
+        """One step of ``acquire``, without waiting: ``(slot, None)`` when a slot was taken,
+        ``(None, when)`` to look again at ``when``, ``(None, None)`` when none comes by ``end``."""
+        with self._lock:
+            now = self.clock()
+            at = self._log.next_slot(now, self._rate)
+            if at > end:
+                return None, None
+            if at - now <= HORIZON:
+                if at > now:
+                    self._last_held = at
+                self._log.take(at, self._rate)
+                self._measure(at)
+                self._bucket_count += 1
+                return at, None
+            self._last_held = at
             # not yet: look again closer to the slot, at the rate then in force
-            self.sleep(min(at - now - HORIZON / 2, 0.25))
-        if at > now:
-            self.sleep(at - now)
-        return True
+            return None, now + min(at - now - HORIZON / 2, 0.25)
 
     def on_throttle(self) -> None:
         with self._lock:
@@ -128,14 +141,14 @@ class AdaptiveLimiter:
     def on_success(self) -> None:
         with self._lock:
             now = self.clock()
-            measured = self._measure(now)
+            self._measure(now)  # keeps the measured send rate current
             if not self._limited(now):
                 # not held back by the rate: keep it, and hold the curve where it is
                 if not self._slow_start:
                     self._last_cut = now - self._k - _cbrt((self._rate / self._w_max - 1) / self._scale)
                 return
             if self._slow_start:
-                grown = max(self._rate, 2 * measured)
+                grown = self._rate * (1 + SLOW_START_GAIN)
             else:
                 grown = self._w_max * (1 + self._scale * (now - self._last_cut - self._k) ** 3)
             self._rate = max(MIN_RATE, min(self.ceiling, grown))

@@ -14,9 +14,12 @@ order, m = ceil(rate):
   arrive with enough jitter to overflow VOD's second.
 
 It answers how long to wait; the client sleeps, then sends. A slot beyond the
-caller's time budget is not taken. The keys (``KEY`` the last m slots,
-``KEY:tat`` the GCRA time) expire when idle; several functions share a budget
-by sharing the key.
+caller's time budget is not taken. A slot taken at once (no wait: a burst,
+the first send after idle) counts in the window ``AT_ONCE_MARGIN`` later than
+it is: sends that leave together reach VOD spread out, and the m-th slot after
+one must not land within VOD's second of its late arrival. The keys (``KEY``
+the last m slots as counted, ``KEY:tat`` the GCRA time, ``KEY:last`` the last
+slot) expire when idle; several functions share a budget by sharing the key.
 
 When Redis fails, the container paces itself with its ``fallback`` (adaptive)
 limiter and tries Redis again after the link's cool-down.
@@ -36,6 +39,9 @@ REDIS_MARGIN = JITTER_MARGIN
 BURST = 1.0
 #: Slots the window held back go at least interval/HELD_SPREAD apart (12.75 ms at 20/s), not all at once.
 HELD_SPREAD = 4
+#: A slot taken at once (a burst, the first send after idle) counts in the window as arriving up to this
+#: much later: sends that leave together queue on the way in, and a container's first send opens its connection.
+AT_ONCE_MARGIN = 0.1
 
 SCRIPT = """
 if redis.replicate_commands then redis.replicate_commands() end
@@ -49,21 +55,20 @@ local tat = tonumber(redis.call('GET', KEYS[2]) or '0')
 local at = now
 if tat - tolerance > at then at = tat - tolerance end
 local n = redis.call('LLEN', KEYS[1])
-local last = 0
-if n > 0 then last = tonumber(redis.call('LINDEX', KEYS[1], -1)) end
+local last = tonumber(redis.call('GET', KEYS[3]) or '0')
 if n >= m then
   local mth = tonumber(redis.call('LINDEX', KEYS[1], -m))
-  if mth + window > at then
-    at = mth + window
-    if last + tonumber(ARGV[6]) > at then at = last + tonumber(ARGV[6]) end
-  end
+  if mth + window > at then at = mth + window end
 end
-if last > at then at = last end
+if last > now and last + tonumber(ARGV[6]) > at then at = last + tonumber(ARGV[6]) end
 if at - now > tonumber(ARGV[4]) then return {0, at - now} end
 local ttl = math.floor((at - now + window + tolerance) / 1000) + 1000
-redis.call('RPUSH', KEYS[1], string.format('%.0f', at))
+local counted = at
+if at <= now then counted = at + tonumber(ARGV[7]) end
+redis.call('RPUSH', KEYS[1], string.format('%.0f', counted))
 redis.call('LTRIM', KEYS[1], -m, -1)
 redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('SET', KEYS[3], string.format('%.0f', at), 'PX', ttl)
 if tat < at then tat = at end
 redis.call('SET', KEYS[2], string.format('%.0f', tat + interval), 'PX', ttl)
 return {1, at - now}
@@ -87,9 +92,10 @@ class RedisLimiter:
     def _run(self, client: Any, budget: float) -> Any:
         if self._script is None:
             self._script = client.register_script(SCRIPT)  # EVALSHA, EVAL when the script is not cached
-        return self._script(keys=[self.key, self.key + ":tat"],
+        return self._script(keys=[self.key, self.key + ":tat", self.key + ":last"],
                             args=[self.m, self.window_us, self.interval_us, int(budget * 1_000_000),
-                                  self.tolerance_us, self.interval_us // HELD_SPREAD],
+                                  self.tolerance_us, self.interval_us // HELD_SPREAD,
+                                  int(AT_ONCE_MARGIN * 1_000_000)],
                             client=client)
 
     def acquire(self, budget: float) -> bool:
