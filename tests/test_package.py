@@ -96,3 +96,12 @@ def test_an_event_imports_only_what_its_trigger_needs(package, tmp_path, emulato
     modules = set(json.loads(done.stderr.strip().splitlines()[-1]))
     assert set(loaded) <= modules, set(loaded) - modules
     assert not set(absent) & modules, set(absent) & modules
+
+
+def test_pydantic_core_loads_before_structlog():
+    # redraw/app.py: from source, compiling pydantic-core's big modules first lets the imports after
+    # them reuse that memory (source-only cold start peak RSS ~0.75 MB lower); keep the order
+    probe = "import sys, handler; m = list(sys.modules); print(m.index('pydantic_core') < m.index('structlog'))"
+    done = subprocess.run([sys.executable, "-B", "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "True"
