@@ -138,4 +138,4 @@ def handle(event: Any, context: Any) -> Any:
                                   "see the log line handler.crashed")
         if trigger in sources.HTTP_TRIGGERS:
             return source.error_response(failure, trigger=trigger)
-        raise failure from exc
+        raise failure from None  # the original message may hold secrets: the redacted log line has it

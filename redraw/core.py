@@ -6,6 +6,7 @@ outcomes into answers; the log lines for outcomes are written here.
 """
 from __future__ import annotations
 
+import contextvars
 import time
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Tuple
@@ -53,7 +54,16 @@ class Outcome:
 
     @property
     def retryable(self) -> bool:
+        """Failed in a way a retry may fix (VOD busy, time ran out)."""
         return self.status == FAILED and self.error is not None and self.error.decision == policy.RETRY
+
+    @property
+    def redeliver(self) -> bool:
+        """The event must come back: retryable, or refused because of the function's configuration
+        (credentials, role, SubAppId), which a fix makes succeed; the dead-letter queue keeps it until then."""
+        if self.status != FAILED or self.error is None:
+            return False
+        return self.retryable or policy.decide(self.error.vod_code).config_fault
 
     def result(self) -> dict:
         """The per-record entry of a COS invocation's result."""
@@ -147,7 +157,8 @@ def submit_all(rt: Runtime, plans: List[Plan], deadline: Deadline) -> List[Outco
         from concurrent.futures import ThreadPoolExecutor  # one-record events never need it
 
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="redraw") as pool:
-            for future in [pool.submit(run, plan) for plan in todo]:
+            # each worker logs with the invocation's bound context (request_id, trigger, function)
+            for future in [pool.submit(contextvars.copy_context().run, run, plan) for plan in todo]:
                 future.result()
     return [p.outcome for p in plans]
 
@@ -166,8 +177,13 @@ def host_allowed(url: str, allowed: Tuple[str, ...]) -> bool:
     return False
 
 
-def prepare_request(data: Any, settings: Settings) -> Tuple[dict, str]:
-    """Validate caller fields and build VOD params; returns ``(params, session_id)``."""
+def prepare_request(data: Any, settings: Settings, derive_session: bool = False) -> Tuple[dict, str]:
+    """Validate caller fields and build VOD params; returns ``(params, session_id)``.
+
+    Without a caller's ``SessionId``: a fresh one, or with ``derive_session`` one
+    derived from the request itself (the same request sent again names the same
+    task: what a platform retry of the same event needs).
+    """
     from .request import parse_request  # the request models: HTTP and direct paths only
 
     request = parse_request(data)
@@ -193,10 +209,23 @@ def prepare_request(data: Any, settings: Settings) -> Tuple[dict, str]:
         else:
             params.setdefault(name, default)
     if not params.get("SessionId"):
-        import uuid
-
-        params["SessionId"] = "redraw-" + uuid.uuid4().hex
+        params["SessionId"] = _derived_session_id(params) if derive_session else _fresh_session_id()
     return params, params["SessionId"]
+
+
+def _fresh_session_id() -> str:
+    import uuid
+
+    return "redraw-" + uuid.uuid4().hex
+
+
+def _derived_session_id(params: dict) -> str:
+    """``redraw-direct-`` + a hash of the request's parameters as VOD receives them (46 characters)."""
+    import hashlib
+    import json
+
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "redraw-direct-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
 
 
 # --- log lines ------------------------------------------------------------------------------

@@ -122,8 +122,10 @@ class UpstreamError(RedrawError):
 class RetryableFailuresError(RedrawError):
     """Some records of a batch still need a retry: raised so the platform redelivers.
 
-    Redelivery is safe: records already submitted come back as ``duplicate``
-    because their SessionId is derived from the upload itself.
+    Those records failed in a way a retry may fix, or because of the function's
+    configuration (the event then ends in the dead-letter queue, to replay once
+    it is fixed). Redelivery is safe: records already submitted come back as
+    ``duplicate`` because their SessionId is derived from the upload itself.
     """
 
     code = "RetryableFailures"

@@ -105,7 +105,7 @@ class RedisLink:
             from . import logs
             self.warnings += 1
             logs.get_logger().warning(
-                "redis.unavailable", redis=self.redacted_url, error=type(exc).__name__,
+                "redis.unavailable", outcome="degraded", redis=self.redacted_url, error=type(exc).__name__,
                 fallback="adaptive pacing; accepted SessionIds remembered in this container only",
                 retry_in_s=COOLDOWN)
 
@@ -114,7 +114,7 @@ class RedisLink:
             was_down, self._down = self._down, False
         if was_down:
             from . import logs
-            logs.get_logger().info("redis.restored", redis=self.redacted_url)
+            logs.get_logger().info("redis.restored", outcome="restored", redis=self.redacted_url)
 
 
 _links: Dict[Tuple[str, int], RedisLink] = {}

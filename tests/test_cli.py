@@ -181,7 +181,7 @@ def test_invoke_exits_1_on_failure(env, emulator, capsys, tmp_path, case):
         event = apigw_event("this is not JSON")
     else:
         event = json.loads((EVENTS / "cos-put.json").read_text(encoding="utf-8"))
-        emulator.inject("UnauthorizedOperation")
+        emulator.inject("InvalidParameterValue")  # the caller's input: terminal, not raised
     path = tmp_path / "event.json"
     path.write_text(json.dumps(event), encoding="utf-8")
     code, out, _ = run(capsys, "invoke", path)

@@ -5,7 +5,9 @@ import time
 
 import pytest
 
+from redraw import app
 from redraw.errors import RedrawError, RetryableFailuresError, UpstreamError
+from redraw.tools.emulator import DEFAULT_SECRET_KEY
 from redraw.tools.samples import apigw_event, cos_event, redraw_body
 
 URL = "https://media-1250000000.cos.ap-guangzhou.myqcloud.com/in/clip.mp4"
@@ -76,16 +78,30 @@ def test_all_records_failing_transiently_raise(invoke, emulator, env):
     assert emulator.task_count == 0
 
 
-def test_wrong_secret_key_makes_one_attempt_per_record_and_does_not_raise(invoke, emulator, env):
+def test_wrong_secret_key_makes_one_attempt_per_record_and_keeps_the_event(invoke, emulator, env):
+    """A configuration fault: one attempt per record, then the handler raises so SCF retries the event
+    and its dead-letter queue keeps it for a replay once the key is fixed (the upload is not dropped)."""
     env.setenv("TENCENTCLOUD_SECRETKEY", "not-the-right-key-000")
     out = invoke(cos_event(["a.mp4", "b.mp4", "c.mp4"]))
-    assert out.error is None
-    assert [r["status"] for r in out.result["results"]] == ["failed"] * 3
+    assert isinstance(out.error, RetryableFailuresError)
+    assert [f["status"] for f in out.error.failures] == ["failed"] * 3
     assert len(emulator.calls) == 3
     lines = out.lines("cos.record")
-    assert all(line["level"] == "error" for line in lines)
+    assert all(line["level"] == "error" and line["retryable"] is False for line in lines)
     assert all("secret" in line["fix"].lower() for line in lines)
     assert all(line["error_code"] == "AuthFailure.SignatureFailure" for line in lines)
+    assert "not-the-right-key" not in out.stdout
+    env.setenv("TENCENTCLOUD_SECRETKEY", DEFAULT_SECRET_KEY)  # fixed; the redelivered event goes through
+    app.reset()  # a new container picks up the fixed configuration
+    again = invoke(cos_event(["a.mp4", "b.mp4", "c.mp4"]))
+    assert again.error is None and [r["status"] for r in again.result["results"]] == ["submitted"] * 3
+
+
+def test_callers_input_fault_fails_the_record_without_raising(invoke, emulator):
+    emulator.inject("InvalidParameterValue")
+    out = invoke(cos_event(["a.mp4", "b.mp4"]))
+    assert out.error is None
+    assert sorted(r["status"] for r in out.result["results"]) == ["failed", "submitted"]
 
 
 def test_unknown_error_is_retried_once_then_terminal(invoke, emulator):
@@ -164,6 +180,21 @@ def test_direct_failure_names_the_session_id_so_a_retry_creates_nothing_twice(in
     assert emulator.task_count == 1
 
 
+def test_platform_retry_of_a_direct_invocation_creates_nothing_twice(invoke, emulator, env):
+    """SCF retries an asynchronous invocation that raised with the same event (no SessionId in it)."""
+    env.setenv("VOD_HTTP_TIMEOUT", "0.5")
+    env.setenv("VOD_MAX_ATTEMPTS", "1")
+    emulator.inject("slow:1.5")  # VOD creates the task, the answer comes too late: the handler raises
+    first = invoke(redraw_body(URL), context={"request_id": "d-2", "time_limit_in_ms": 3000})
+    assert isinstance(first.error, UpstreamError) and first.error.decision == "retry"
+    retried = invoke(redraw_body(URL), context={"request_id": "d-3", "time_limit_in_ms": 3000})
+    assert retried.result["Status"] == "duplicate" and retried.result["SessionId"] == first.error.session_id
+    assert emulator.task_count == 1
+    other = invoke(redraw_body(URL, TaskInfo={"Style": "anime"}))  # a different request is a different task
+    assert other.result["Status"] == "submitted" and other.result["SessionId"] != first.error.session_id
+    assert emulator.task_count == 2
+
+
 def test_one_client_and_connection_per_warm_container(invoke, emulator):
     for i in range(5):
         assert invoke(cos_event([f"w{i}.mp4"])).error is None
@@ -179,7 +210,8 @@ def test_an_unexpected_bug_is_logged_and_reported_in_package_terms(invoke, emula
     monkeypatch.setattr(core, "submit_all", broken)
     monkeypatch.setattr(core, "prepare_request", broken)
     out = invoke(cos_event(["a.mp4"]))
-    assert isinstance(out.error, UnexpectedError) and isinstance(out.error.__cause__, KeyError)
+    assert isinstance(out.error, UnexpectedError) and out.error.__cause__ is None  # "boom" may hold secrets
+    assert out.error.__suppress_context__  # a traceback printed by the runtime does not show it
     [line] = out.lines("handler.crashed")
     assert line["level"] == "error" and "KeyError" in line["exception"]
     api = invoke(apigw_event(redraw_body(URL)))

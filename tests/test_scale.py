@@ -240,6 +240,8 @@ def test_redis_killed_mid_burst_falls_back_and_loses_nothing(invoke, emulator, e
     assert _statuses(out) == ["submitted"] * 30 and emulator.task_count == 30
     [warning] = out.lines("redis.unavailable")  # one warning for the container, not one per record
     assert warning["level"] == "warning" and "***@127.0.0.1" in warning["redis"]
+    # written by a worker thread, it still carries the invocation's context
+    assert (warning["request_id"], warning["trigger"], warning["outcome"]) == ("r", "cos", "degraded")
     assert REDIS_PASSWORD_CANARY not in out.stdout
     creates = [c for c in emulator.calls if c["action"] == "CreateAigcVideoRedrawTask"]
     assert 5 <= len([c for c in creates if c["time"] < creates[0]["time"] + 0.55])  # Redis paced the start

@@ -141,7 +141,7 @@ def handle(rt: core.Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
         core.log_outcome(log, "ckafka.message", outcome, record=index, **where,
                          **({"fields": fields} if fields else {}))
         results.append(_result(message, outcome, fields))
-        if outcome.retryable:
+        if outcome.redeliver:
             retry.append({**results[-1], "key": message.position if message else f"record {index}"})
     if retry:
         raise RetryableFailuresError(retry)

@@ -345,7 +345,7 @@ def handle(rt: core.Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
     results = [o.result() for o in outcomes]
     counts = {s: sum(1 for r in results if r["status"] == s)
               for s in (core.SUBMITTED, core.DUPLICATE, core.SKIPPED, core.FAILED)}
-    retry = [o.result() for o in outcomes if o.retryable]
+    retry = [o.result() for o in outcomes if o.redeliver]
     log.debug("cos.event", outcome="retry" if retry else "done", records=len(results),
               duration_ms=deadline.elapsed_ms(), **counts)
     if retry:

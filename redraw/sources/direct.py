@@ -1,7 +1,9 @@
 """Direct invocations: the event is the redraw request itself (console, SDK Invoke, tccli).
 
 Answers ``{"TaskId", "RequestId", "SessionId", "Status"}``; invalid fields and
-failed submissions raise, so the caller sees the error.
+failed submissions raise, so the caller sees the error (and SCF retries an
+asynchronous invocation). A request without a SessionId gets one derived from
+its parameters, so a retry of the same event creates nothing twice.
 """
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ def handle(rt: core.Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
     """Submit the event's own request fields; raise the failure for the caller to see."""
     started = deadline.start
     try:
-        params, session_id = core.prepare_request(event, rt.settings)
+        # SCF retries an asynchronous invocation that raised with the same event: a SessionId derived
+        # from the request makes that retry name the same task
+        params, session_id = core.prepare_request(event, rt.settings, derive_session=True)
     except InvalidRequestError as exc:
         core.log_rejection(log, "direct.request", exc, 400, started)
         raise
