@@ -23,7 +23,7 @@ from .vod import CREATE_ACTION, VodApi
 SUBMITTED, DUPLICATE, SKIPPED, FAILED = "submitted", "duplicate", "skipped", "failed"
 #: Reason of a duplicate found in the accepted-SessionId memory (no VOD call was made).
 REMEMBERED = ("SessionId accepted before (remembered by redraw; VOD was not asked again): "
-              "this upload was submitted before")
+              "this request was submitted before")
 
 
 @dataclass
@@ -89,15 +89,17 @@ def submit(rt: Runtime, params: dict, deadline: Deadline) -> Outcome:
     session_id = params.get("SessionId")
     sub_app_id = params.get("SubAppId")
     retries: List[str] = []
-    if rt.accepted.knows(sub_app_id, session_id):
-        return Outcome(DUPLICATE, session_id, None, None, reason=REMEMBERED, duration_ms=ms_since(started))
+    remembered = rt.accepted.recall(sub_app_id, session_id)
+    if remembered is not None:  # the earlier task's TaskId and VOD RequestId, when they were known
+        return Outcome(DUPLICATE, session_id, remembered[0], remembered[1], reason=REMEMBERED,
+                       duration_ms=ms_since(started))
     try:
         created, attempts = call_with_retries(
             lambda timeout: _parse_created(rt.api.call(CREATE_ACTION, params, timeout)),
             deadline=deadline, limiter=rt.limiter, max_attempts=rt.settings.max_attempts,
             http_timeout=rt.settings.http_timeout,
             on_retry=lambda exc, n, wait: retries.append(exc.vod_code))
-        rt.accepted.remember(sub_app_id, session_id)
+        rt.accepted.remember(sub_app_id, session_id, created[0], created[1])
         return Outcome(SUBMITTED, session_id, created[0], created[1] or None,
                        attempts=attempts, duration_ms=ms_since(started), retries=retries)
     except UpstreamError as exc:

@@ -177,6 +177,9 @@ def test_redelivered_event_does_not_ask_vod_again(invoke, emulator, env):
     assert _statuses(again) == ["duplicate"] * 5
     assert {r["reason"] for r in again.result["results"]} == {REMEMBERED}
     assert len(emulator.calls) == calls  # no VOD call at all
+    # each names the task VOD created the first time, and that call's RequestId
+    assert [(r["task_id"], r["request_id"]) for r in again.result["results"]] == \
+        [(r["task_id"], r["request_id"]) for r in first.result["results"]]
     assert all(line["attempts"] == 0 for line in again.lines("cos.record"))
 
 
@@ -190,13 +193,16 @@ def test_a_record_the_memory_does_not_know_is_sent(invoke, emulator, env):
 def test_memory_is_per_sub_app_and_bounded():
     clock = FakeClock()
     memory = AcceptedMemory(capacity=3, ttl=100, clock=clock)
-    memory.remember(1, "s1")
+    memory.remember(1, "s1", "task-1", "req-1")
+    assert memory.recall(1, "s1") == ("task-1", "req-1")
     assert memory.knows(1, "s1") and not memory.knows(2, "s1") and not memory.knows(1, "s2")
     for i in range(2, 6):
         memory.remember(1, f"s{i}")
     assert len(memory) == 3 and not memory.knows(1, "s1")
     clock.now += 101
     assert not memory.knows(1, "s5")  # forgotten before VOD's dedup window ends
+    from redraw.accepted import _decode
+    assert _decode(b"1") == (None, None) and _decode(b"- r-9") == (None, "r-9")  # values of earlier versions
 
 
 # --- Redis ----------------------------------------------------------------------------------
@@ -212,13 +218,15 @@ def _use_redis(env, server, key="redraw:test:budget"):
 def test_memory_is_shared_through_redis(invoke, emulator, env, redis_server):
     _use_redis(env, redis_server)
     event = cos_event([f"shared/k{i}.mp4" for i in range(4)])
-    assert _statuses(invoke(event)) == ["submitted"] * 4
+    first = invoke(event)
+    assert _statuses(first) == ["submitted"] * 4
     from redraw import app
     app.reset()
     pacing.reset_limiters()  # a new container: nothing in its own memory
     calls = len(emulator.calls)
     again = invoke(event)
     assert _statuses(again) == ["duplicate"] * 4 and len(emulator.calls) == calls
+    assert [r["task_id"] for r in again.result["results"]] == [r["task_id"] for r in first.result["results"]]
     import redis
     client = redis.Redis.from_url(redis_server.url)
     ttl = client.ttl(f"redraw:accepted:{SUB_APP_ID}:{again.result['results'][0]['session_id']}")
@@ -288,8 +296,9 @@ def test_instances_sharing_redis_stay_within_the_budget(emulator, redis_server, 
     assert all(results[i]["ok"] for i in range(3)), results
     assert emulator.task_count == 60
     arrivals = [c["time"] for c in emulator.calls if c["action"] == "CreateAigcVideoRedrawTask"]
-    assert _max_in_any_window(arrivals) <= 20  # every arrival counted, throttled or not
-    assert emulator.rate_limit_hits == 0
+    offsets = [round((t - min(arrivals)) * 1000) for t in sorted(arrivals)]  # ms, shown if the next fails
+    assert _max_in_any_window(arrivals) <= 20, offsets  # every arrival counted, throttled or not
+    assert emulator.rate_limit_hits == 0, offsets
     logs = "".join(p.read_text() for p in tmp_path.glob("instance-*.log"))
     assert REDIS_PASSWORD_CANARY not in logs
 
