@@ -29,7 +29,7 @@ Warm overhead
     keep-alive client, interleaved, median. Emulator: latency 0, no rate limit;
     the function runs with VOD_MAX_RPS=1000 and VOD_PACING=fixed (far above the
     calls made) so its pacing never waits: the row measures the handler's own
-    overhead (adaptive pacing would start a new container at 2/s). Log lines are formatted as usual and written to /dev/null.
+    overhead (adaptive pacing would start a new container at 3/s). Log lines are formatted as usual and written to /dev/null.
 
 Connections: N warm invocations in one container → TCP connections the emulator accepted.
 
@@ -37,7 +37,7 @@ Burst: a 100-record COS event, default configuration (VOD_MAX_RPS=20,
 VOD_MAX_CONCURRENCY=10), emulator latency 0.2 s and 20 requests/s; records/s end
 to end, RequestLimitExceeded left in the results, and the emulator's rejections.
 Measured in a warm container (its pacer learned the rate from a 50-record event
-before it), and, for information, in a new one (adaptive slow start from 2/s).
+before it), and, for information, in a new one (adaptive slow start from 3/s).
 The naive baseline's sequential loop gets the same records for comparison.
 """
 from __future__ import annotations
@@ -542,7 +542,7 @@ def build_report(mode: str, cfg: dict, variants: List[Variant], warm: Optional[d
         row("burst: emulator rate-limit rejections (RequestLimitExceeded sent)",
             f"{bur['rate_limit_hits']} (retried inside the handler: {bur['rle_retried']})")
         new = bur["new"]
-        row("burst: the same event into a new container (adaptive slow start from 2/s)",
+        row("burst: the same event into a new container (adaptive slow start from 3/s)",
             f"{new['rate']:.1f}/s ({new['elapsed']:.2f} s; RequestLimitExceeded sent {new['rate_limit_hits']})")
         row(f"burst: baseline sequential loop, {naive['naive_records']} records",
             f"{naive['naive_rate']:.1f}/s ({naive['naive_elapsed']:.2f} s, RequestLimitExceeded {naive['naive_rle']})")

@@ -83,7 +83,7 @@ def test_adaptive_backs_off_on_throttling_and_recovers():
 
 
 def test_a_new_container_alone_reaches_the_ceiling_within_seconds():
-    """Slow start grows with VOD's answers: a lone new container is at full speed after about 3 s."""
+    """Slow start grows with VOD's answers: a lone new container is at full speed within seconds."""
     clock = FakeClock()
     limiter = AdaptiveLimiter(20, clock=clock, sleep=clock.sleep)
     start, answers = clock.now, []  # (due, ...) answers arrive 0.2 s after each send

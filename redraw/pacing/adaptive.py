@@ -23,8 +23,8 @@ curve on success), with botocore's beta and half its scale:
   application-limited.
 - A new container starts at ``START_RATE`` and, until its first throttle,
   raises its rate by ``SLOW_START_GAIN`` with every answer while limited
-  (slow start, exponential in the answers): alone, it reaches 20/s in about
-  3 s; 32 new containers together overshoot the limit by far less than when
+  (slow start, exponential in the answers): alone, it reaches 20/s in under
+  2 s; 32 new containers together overshoot the limit by far less than when
   each doubled its rate on a timer.
 
 Throttling costs no budget (VOD did no work) but is the only signal: with
@@ -44,7 +44,7 @@ from .fixed import SlidingLog
 
 BETA = 0.7          # a throttle cuts the rate to 70 % (botocore's beta)
 SCALE = 0.2         # CUBIC scale constant at the ceiling, requests/s per s³ (half botocore's 0.4)
-START_RATE = 2.0    # requests/s of a new container (a tenth of the API's limit; capped at the ceiling)
+START_RATE = 3.0    # requests/s of a new container (15 % of the API's limit; capped at the ceiling)
 SLOW_START_GAIN = 0.15  # until the first throttle, each answer while limited raises the rate by 15 %
 MIN_RATE = 0.25     # never slower than one request in 4 s (80 instances at this rate still fit in 20/s)
 CUT_GAP = 0.5       # seconds: throttles this soon after a cut belong to the same congestion event

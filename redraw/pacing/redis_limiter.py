@@ -14,10 +14,10 @@ order, m = ceil(rate):
   arrive with enough jitter to overflow VOD's second.
 
 It answers how long to wait; the client sleeps, then sends. A slot beyond the
-caller's time budget is not taken. A slot taken at once (no wait: a burst,
-the first send after idle) counts in the window ``AT_ONCE_MARGIN`` later than
-it is: sends that leave together reach VOD spread out, and the m-th slot after
-one must not land within VOD's second of its late arrival. The keys (``KEY``
+caller's time budget is not taken. A container's first send counts in the
+window ``FIRST_SEND_MARGIN`` later than its slot: it opens the connection and
+arrives late, and the m-th slot after it must not land within VOD's second of
+that late arrival. The keys (``KEY``
 the last m slots as counted, ``KEY:tat`` the GCRA time, ``KEY:last`` the last
 slot) expire when idle; several functions share a budget by sharing the key.
 
@@ -39,9 +39,9 @@ REDIS_MARGIN = JITTER_MARGIN
 BURST = 1.0
 #: Slots the window held back go at least interval/HELD_SPREAD apart (12.75 ms at 20/s), not all at once.
 HELD_SPREAD = 4
-#: A slot taken at once (a burst, the first send after idle) counts in the window as arriving up to this
-#: much later: sends that leave together queue on the way in, and a container's first send opens its connection.
-AT_ONCE_MARGIN = 0.1
+#: A container's first send counts in the window as arriving this much later: it opens the connection
+#: (TLS to VOD), so it reaches VOD later after its slot than the sends that follow it.
+FIRST_SEND_MARGIN = 0.1
 
 SCRIPT = """
 if redis.replicate_commands then redis.replicate_commands() end
@@ -63,8 +63,7 @@ end
 if last > now and last + tonumber(ARGV[6]) > at then at = last + tonumber(ARGV[6]) end
 if at - now > tonumber(ARGV[4]) then return {0, at - now} end
 local ttl = math.floor((at - now + window + tolerance) / 1000) + 1000
-local counted = at
-if at <= now then counted = at + tonumber(ARGV[7]) end
+local counted = at + tonumber(ARGV[7])
 redis.call('RPUSH', KEYS[1], string.format('%.0f', counted))
 redis.call('LTRIM', KEYS[1], -m, -1)
 redis.call('PEXPIRE', KEYS[1], ttl)
@@ -88,6 +87,7 @@ class RedisLimiter:
         self.tolerance_us = (max(1, math.ceil(self.m * BURST)) - 1) * self.interval_us
         self._script: Any = None
         self._fallen_back = False
+        self._sent = False  # a slot was taken from Redis by this container
 
     def _run(self, client: Any, budget: float) -> Any:
         if self._script is None:
@@ -95,7 +95,7 @@ class RedisLimiter:
         return self._script(keys=[self.key, self.key + ":tat", self.key + ":last"],
                             args=[self.m, self.window_us, self.interval_us, int(budget * 1_000_000),
                                   self.tolerance_us, self.interval_us // HELD_SPREAD,
-                                  int(AT_ONCE_MARGIN * 1_000_000)],
+                                  0 if self._sent else int(FIRST_SEND_MARGIN * 1_000_000)],
                             client=client)
 
     def acquire(self, budget: float) -> bool:
@@ -107,6 +107,7 @@ class RedisLimiter:
         self._fallen_back = False
         if not int(granted):
             return False
+        self._sent = True
         if int(wait_us) > 0:
             self.sleep(int(wait_us) / 1_000_000)
         return True
