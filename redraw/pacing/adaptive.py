@@ -18,9 +18,9 @@ curve on success), with botocore's beta and half its scale:
   probes beyond. This is botocore's curve (SCALE·(t − K)³ + W) scaled by
   W/ceiling: a container alone grows like botocore's client (at half its
   scale: the probes beyond W cost fewer throttles), and N containers sharing
-  the limit grow together like one instead of N times as fast. A container that sends less than its rate allows (between events,
-  small events) keeps its rate and does not grow it, as TCP does when
-  application-limited.
+  the limit grow together like one instead of N times as fast. A container
+  that sends less than its rate allows (between events, small events) keeps
+  its rate and does not grow it, as TCP does when application-limited.
 - A new container starts at ``START_RATE`` and, until its first throttle,
   raises its rate by ``SLOW_START_GAIN`` with every answer while limited
   (slow start, exponential in the answers): alone, it reaches 20/s in under
