@@ -90,6 +90,17 @@ def test_invalid_bodies_are_400_naming_fields_without_values(invoke, emulator, b
     assert emulator.calls == []
 
 
+def test_a_long_unknown_key_is_named_by_its_first_64_characters_only(invoke, emulator):
+    key = "k" * 64 + "s" * 2936
+    out = invoke(apigw_event({**redraw_body(URL), key: 1}))
+    assert out.result["statusCode"] == 400
+    [field] = out.body["error"]["fields"]
+    assert field["field"] == "k" * 64 + "…" and "s" not in out.body["error"]["message"].split(":", 1)[1]
+    [line] = out.lines("api.request")
+    assert line["fields"] == ["k" * 64 + "…"] and "kkks" not in line["reason"]
+    assert "k" * 65 not in out.result["body"] + out.stdout
+
+
 def test_sub_app_id_allowed_when_allow_listed(invoke, emulator, env):
     env.setenv("VOD_ALLOWED_SUB_APP_IDS", "99, 100")
     out = invoke(apigw_event(redraw_body(URL, SubAppId=99)))
