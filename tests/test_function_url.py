@@ -140,4 +140,6 @@ def test_unknown_task_404_names_the_field_not_the_submitted_id(invoke, emulator)
     out = invoke(url_event(None, method="GET", path="/tasks/zzzqqq"))
     assert out.result["statusCode"] == 404
     error = _body(out.result)["error"]
-    assert "TaskId" in error["message"] and "zzzqqq" not in out.result["body"] + out.stdout
+    assert "TaskId" in error["message"] and "zzzqqq" not in out.result["body"]
+    [line] = out.lines("api.status")
+    assert "zzzqqq" not in line["reason"] and line["task_id"] == "zzzqqq"  # the id is logged as its field
