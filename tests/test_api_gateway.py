@@ -1,6 +1,7 @@
 """API Gateway requests through main_handler: routes, validation, status codes."""
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -138,6 +139,19 @@ def test_oversized_body_is_413_before_parsing(invoke, emulator, env, b64):
     out = invoke(apigw_event(body, base64_body=b64))
     assert out.result["statusCode"] == 413
     assert emulator.calls == []
+
+
+@pytest.mark.parametrize("encode", [base64.b64encode, base64.encodebytes])
+def test_a_body_of_exactly_the_limit_is_accepted_wrapped_or_not(invoke, emulator, encode):
+    raw = json.dumps(redraw_body(URL, ExtInfo=""))
+    raw = raw[:-2] + "x" * (65536 - len(raw)) + raw[-2:]  # exactly REDRAW_MAX_BODY_BYTES
+    event = apigw_event(None)
+    event.update(body=encode(raw.encode()).decode(), isBase64Encoded=True)
+    assert invoke(event).result["statusCode"] == 200
+    event["body"] = encode(raw.encode() + b" ").decode()
+    assert invoke(event).result["statusCode"] == 413
+    event["body"] = "\n" * (3 * 65536)  # whitespace alone is bounded too
+    assert invoke(event).result["statusCode"] == 413
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH", "OPTIONS"])
