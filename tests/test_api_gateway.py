@@ -75,6 +75,12 @@ SECRETISH = "https://evil.example/secret-value-123.mp4"
     ({"FileInfo": {"Type": "Url", "Url": URL}, "OutputConfig": {"MediaName": "m" * 65}}, ["OutputConfig.MediaName"]),
     ({"FileInfo": {"Type": "Url", "Url": URL}, "OutputConfig": {"StorageMode": "Forever"}}, ["OutputConfig.StorageMode"]),
     ({"FileInfo": {"Type": "Url", "Url": URL}, "OutputConfig": {"ExpireTime": "tomorrow"}}, ["OutputConfig.ExpireTime"]),
+    ({"FileInfo": {"Type": "Url", "Url": URL}, "OutputConfig": {"ClassId": 99999999999999999999999}},
+     ["OutputConfig.ClassId"]),
+    ({"FileInfo": {"Type": "Url", "Url": URL}, "OutputConfig": {"ClassId": 2 ** 63}}, ["OutputConfig.ClassId"]),
+    ({"FileInfo": {"Type": "Url", "Url": URL}, "SubAppId": 2 ** 63}, ["SubAppId"]),
+    ({"FileInfo": {"Type": "Url", "Url": URL, "FileId": "x"}}, ["FileInfo.FileId"]),
+    ({"FileInfo": {"Type": "File", "FileId": "x", "Url": SECRETISH}}, ["FileInfo.Url"]),
     ({"FileInfo": {"Type": "Url", "Url": URL}, "Surprise": SECRETISH}, ["Surprise"]),
     ({"FileInfo": {"Type": "Url", "Url": URL}, "SubAppId": 99}, ["SubAppId"]),
     ({"FileInfo": {"Type": "Video", "Url": SECRETISH}}, ["FileInfo.Type"]),
@@ -100,6 +106,12 @@ def test_a_long_unknown_key_is_named_by_its_first_64_characters_only(invoke, emu
     [line] = out.lines("api.request")
     assert line["fields"] == ["k" * 64 + "…"] and "kkks" not in line["reason"]
     assert "k" * 65 not in out.result["body"] + out.stdout
+
+
+def test_integer_ids_up_to_int64_are_sent(invoke, emulator):
+    out = invoke(apigw_event(redraw_body(URL, OutputConfig={"ClassId": 2 ** 63 - 1})))
+    assert out.result["statusCode"] == 200
+    assert emulator.calls[-1]["params"]["OutputConfig"]["ClassId"] == 2 ** 63 - 1
 
 
 def test_sub_app_id_allowed_when_allow_listed(invoke, emulator, env):

@@ -113,6 +113,12 @@ def test_broken_envelopes_fail_alone(invoke, emulator, raw):
     event["Records"].append(raw)
     out = invoke(event)
     assert _statuses(out) == ["submitted", "failed"] and out.result["results"][1]["fields"] == ["Ckafka"]
+    assert "Ckafka.(body)" not in out.result["results"][1]["reason"]
+
+
+def test_a_null_envelope_is_named_ckafka(invoke, emulator):
+    out = invoke({"Records": [{"Ckafka": None}]})
+    assert out.result["results"][0]["reason"] == "invalid CKafka message: Ckafka (Input should be a valid dictionary)"
 
 
 def test_a_message_nested_too_deeply_fails_alone(invoke, emulator):

@@ -72,7 +72,7 @@ def parse_message(raw: Any) -> CkafkaMessage:
     try:
         return CkafkaMessage.model_validate(raw["Ckafka"])
     except ValidationError as exc:
-        names = ", ".join(f"Ckafka.{f['field']} ({f['problem']})" for f in field_errors(exc))
+        names = ", ".join(f"{f['field']} ({f['problem']})" for f in field_errors(exc, prefix="Ckafka"))
         raise InvalidEventError(f"invalid CKafka message: {names}") from None
 
 
