@@ -334,6 +334,7 @@ def plan_record(raw: Any, settings: Settings) -> core.Plan:
             outcome.status, outcome.reason = core.FAILED, f"could not presign the object URL ({type(exc).__name__})"
             outcome.error = UpstreamError("PresignFailed", outcome.reason, decision=policy.TERMINAL)
             return core.Plan(outcome)
+        outcome.url = without_query(url)  # logged as sent, without the signature
     params = core.task_defaults(settings)
     params.update({
         "SubAppId": settings.sub_app_id,
