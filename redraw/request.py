@@ -18,6 +18,7 @@ from .validation import field_errors
 
 _STRICT = ConfigDict(extra="forbid", strict=True, hide_input_in_errors=True)
 _HOST = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$|^[0-9a-f:.]+$")
+_INT64_MAX = 2 ** 63 - 1  # the API's Integer
 _ISO_8601 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
 
 
@@ -54,10 +55,15 @@ class InputFileInfo(BaseModel):
 
     @model_validator(mode="after")
     def _needs_source(self) -> "InputFileInfo":
+        """Type decides which source VOD uses: that one is required, the other must be absent."""
         if self.Type == "File" and not self.FileId:
             raise ValueError("FileId: required when Type is File")
         if self.Type == "Url" and not self.Url:
             raise ValueError("Url: required when Type is Url")
+        if self.Type == "File" and self.Url is not None:
+            raise ValueError("Url: must not be set when Type is File")
+        if self.Type == "Url" and self.FileId is not None:
+            raise ValueError("FileId: must not be set when Type is Url")
         return self
 
 
@@ -74,7 +80,7 @@ class RedrawOutputConfig(BaseModel):
     model_config = _STRICT
     StorageMode: Optional[Literal["Permanent", "Temporary"]] = None
     MediaName: Optional[str] = Field(None, max_length=64)
-    ClassId: Optional[int] = Field(None, ge=0)
+    ClassId: Optional[int] = Field(None, ge=0, le=_INT64_MAX)
     ExpireTime: Optional[str] = Field(None, max_length=40)
 
     @field_validator("ExpireTime")
@@ -95,7 +101,7 @@ class RedrawRequest(BaseModel):
     """CreateAigcVideoRedrawTaskRequest, as received from API or direct callers."""
 
     model_config = _STRICT
-    SubAppId: Optional[int] = Field(None, ge=1)
+    SubAppId: Optional[int] = Field(None, ge=1, le=_INT64_MAX)
     FileInfo: InputFileInfo
     TaskInfo: Optional[RedrawTaskInfo] = None
     OutputConfig: Optional[RedrawOutputConfig] = None

@@ -28,7 +28,7 @@ def summarize(task_id: str, response: dict) -> dict:
     """The fields the CLI and ``GET /tasks/{TaskId}`` show."""
     detail = response.get("AigcVideoRedrawTask")
     if not isinstance(detail, dict) or not (response.get("TaskType") or detail):
-        raise NotFoundError(f"task {task_id} was not found (or is not a redraw task)")
+        raise NotFoundError("task not found: no redraw task with this TaskId")
     output = detail.get("Output")
     output = output if isinstance(output, dict) else {}
     file_info = output.get("FileInfo")
@@ -57,6 +57,6 @@ def describe(api: VodApi, sub_app_id: int, task_id: str, timeout: float) -> dict
         response = api.call(DESCRIBE_ACTION, {"TaskId": task_id, "SubAppId": sub_app_id}, timeout)
     except UpstreamError as exc:
         if exc.vod_code.startswith(_NOT_FOUND_CODES):
-            raise NotFoundError(f"task {task_id} was not found") from None
+            raise NotFoundError("task not found: no task with this TaskId") from None
         raise
     return summarize(task_id, response)

@@ -20,6 +20,7 @@ from pydantic_core import PydanticCustomError
 from pydantic_core import core_schema as cs
 
 _SUBFIELD = re.compile(r"^([A-Za-z]+): (.+)$")
+FIELD_SHOWN = 64  # characters of a field name errors show: unknown keys are submitted text
 
 
 def dataclass_schema(cls: type, schemas: Dict[str, Any], alias: Optional[Callable[[Any], str]] = None,
@@ -68,5 +69,10 @@ def field_errors(exc: Any, prefix: str = "") -> List[dict]:
                 loc.append(sub.group(1))
                 problem = sub.group(2)
         name = ".".join([prefix] * bool(prefix) + loc) or "(body)"
-        out.append({"field": name, "problem": problem})
+        out.append({"field": shown_field(name), "problem": problem})
     return out
+
+
+def shown_field(name: str) -> str:
+    """A field name as errors show it: its first ``FIELD_SHOWN`` characters, then "…"."""
+    return name if len(name) <= FIELD_SHOWN else name[:FIELD_SHOWN] + "…"

@@ -1,6 +1,7 @@
 """API Gateway requests through main_handler: routes, validation, status codes."""
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -74,6 +75,12 @@ SECRETISH = "https://evil.example/secret-value-123.mp4"
     ({"FileInfo": {"Type": "Url", "Url": URL}, "OutputConfig": {"MediaName": "m" * 65}}, ["OutputConfig.MediaName"]),
     ({"FileInfo": {"Type": "Url", "Url": URL}, "OutputConfig": {"StorageMode": "Forever"}}, ["OutputConfig.StorageMode"]),
     ({"FileInfo": {"Type": "Url", "Url": URL}, "OutputConfig": {"ExpireTime": "tomorrow"}}, ["OutputConfig.ExpireTime"]),
+    ({"FileInfo": {"Type": "Url", "Url": URL}, "OutputConfig": {"ClassId": 99999999999999999999999}},
+     ["OutputConfig.ClassId"]),
+    ({"FileInfo": {"Type": "Url", "Url": URL}, "OutputConfig": {"ClassId": 2 ** 63}}, ["OutputConfig.ClassId"]),
+    ({"FileInfo": {"Type": "Url", "Url": URL}, "SubAppId": 2 ** 63}, ["SubAppId"]),
+    ({"FileInfo": {"Type": "Url", "Url": URL, "FileId": "x"}}, ["FileInfo.FileId"]),
+    ({"FileInfo": {"Type": "File", "FileId": "x", "Url": SECRETISH}}, ["FileInfo.Url"]),
     ({"FileInfo": {"Type": "Url", "Url": URL}, "Surprise": SECRETISH}, ["Surprise"]),
     ({"FileInfo": {"Type": "Url", "Url": URL}, "SubAppId": 99}, ["SubAppId"]),
     ({"FileInfo": {"Type": "Video", "Url": SECRETISH}}, ["FileInfo.Type"]),
@@ -88,6 +95,23 @@ def test_invalid_bodies_are_400_naming_fields_without_values(invoke, emulator, b
     assert "secret-value-123" not in out.result["body"] and "secret-value-123" not in out.stdout
     assert "passwd" not in out.result["body"]
     assert emulator.calls == []
+
+
+def test_a_long_unknown_key_is_named_by_its_first_64_characters_only(invoke, emulator):
+    key = "k" * 64 + "s" * 2936
+    out = invoke(apigw_event({**redraw_body(URL), key: 1}))
+    assert out.result["statusCode"] == 400
+    [field] = out.body["error"]["fields"]
+    assert field["field"] == "k" * 64 + "…" and "s" not in out.body["error"]["message"].split(":", 1)[1]
+    [line] = out.lines("api.request")
+    assert line["fields"] == ["k" * 64 + "…"] and "kkks" not in line["reason"]
+    assert "k" * 65 not in out.result["body"] + out.stdout
+
+
+def test_integer_ids_up_to_int64_are_sent(invoke, emulator):
+    out = invoke(apigw_event(redraw_body(URL, OutputConfig={"ClassId": 2 ** 63 - 1})))
+    assert out.result["statusCode"] == 200
+    assert emulator.calls[-1]["params"]["OutputConfig"]["ClassId"] == 2 ** 63 - 1
 
 
 def test_sub_app_id_allowed_when_allow_listed(invoke, emulator, env):
@@ -127,6 +151,19 @@ def test_oversized_body_is_413_before_parsing(invoke, emulator, env, b64):
     out = invoke(apigw_event(body, base64_body=b64))
     assert out.result["statusCode"] == 413
     assert emulator.calls == []
+
+
+@pytest.mark.parametrize("encode", [base64.b64encode, base64.encodebytes])
+def test_a_body_of_exactly_the_limit_is_accepted_wrapped_or_not(invoke, emulator, encode):
+    raw = json.dumps(redraw_body(URL, ExtInfo=""))
+    raw = raw[:-2] + "x" * (65536 - len(raw)) + raw[-2:]  # exactly REDRAW_MAX_BODY_BYTES
+    event = apigw_event(None)
+    event.update(body=encode(raw.encode()).decode(), isBase64Encoded=True)
+    assert invoke(event).result["statusCode"] == 200
+    event["body"] = encode(raw.encode() + b" ").decode()
+    assert invoke(event).result["statusCode"] == 413
+    event["body"] = "\n" * (3 * 65536)  # whitespace alone is bounded too
+    assert invoke(event).result["statusCode"] == 413
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH", "OPTIONS"])

@@ -52,6 +52,18 @@ def test_same_body_at_another_offset_is_another_task(invoke, emulator):
     assert _statuses(out) == ["submitted", "submitted"] and emulator.task_count == 2
 
 
+def test_a_recreated_topic_reusing_offsets_is_not_taken_for_its_old_messages(invoke, emulator):
+    old = invoke(ckafka_event([redraw_body(BASE + "old.mp4")]))
+    new = invoke(ckafka_event([redraw_body(BASE + "new.mp4")]))  # same topic, partition and offset
+    assert _statuses(old) == _statuses(new) == ["submitted"] and emulator.task_count == 2
+    assert old.result["results"][0]["session_id"] != new.result["results"][0]["session_id"]
+    event = ckafka_event([redraw_body(BASE + "parsed.mp4")])
+    event["Records"][0]["Ckafka"]["msgBody"] = redraw_body(BASE + "parsed.mp4")  # an object, not text
+    assert _statuses(invoke(event)) == ["submitted"]
+    again = invoke(json.loads(json.dumps(event)))
+    assert _statuses(again) == ["duplicate"] and emulator.task_count == 3
+
+
 def test_invalid_messages_fail_alone_naming_their_fields(invoke, emulator):
     secret = "https://evil.example/secret-value-123.mp4"
     event = ckafka_event([
@@ -104,6 +116,9 @@ def test_derived_session_id_is_short_and_deterministic():
     assert len(sid) == 50 and sid == ckafka.session_id_for(message.model_copy())
     other = message.model_copy(update={"offset": 10 ** 12 + 1})
     assert ckafka.session_id_for(other) != sid
+    assert ckafka.session_id_for(message.model_copy(update={"msgBody": '{"a":1}'})) != sid
+    surrogate = message.model_copy(update={"topic": "t\ud800", "msgBody": "\udfff"})
+    assert len(ckafka.session_id_for(surrogate)) == 50
 
 
 @pytest.mark.parametrize("raw", [{"Ckafka": None}, {"Ckafka": {"topic": "", "offset": 1}},
@@ -113,6 +128,12 @@ def test_broken_envelopes_fail_alone(invoke, emulator, raw):
     event["Records"].append(raw)
     out = invoke(event)
     assert _statuses(out) == ["submitted", "failed"] and out.result["results"][1]["fields"] == ["Ckafka"]
+    assert "Ckafka.(body)" not in out.result["results"][1]["reason"]
+
+
+def test_a_null_envelope_is_named_ckafka(invoke, emulator):
+    out = invoke({"Records": [{"Ckafka": None}]})
+    assert out.result["results"][0]["reason"] == "invalid CKafka message: Ckafka (Input should be a valid dictionary)"
 
 
 def test_a_message_nested_too_deeply_fails_alone(invoke, emulator):

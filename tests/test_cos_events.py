@@ -5,6 +5,7 @@ import json
 from urllib.parse import unquote, urlsplit
 
 import pytest
+import urllib3
 
 from conftest import SUB_APP_ID, load_event
 from redraw.errors import RedrawError
@@ -39,6 +40,25 @@ def test_keys_reach_vod_as_the_same_object(invoke, emulator, key):
     assert unquote(parts.path) == "/" + key
     assert " " not in url and "+" not in url
     assert out.result["results"][0]["key"] == key
+
+
+@pytest.mark.parametrize("presign", [False, True])
+def test_dot_segments_of_a_key_are_encoded_so_the_url_names_the_object(invoke, emulator, env, presign):
+    env.setenv("REDRAW_PRESIGN_URLS", str(presign).lower())
+    event = cos_event(["../../etc.mp4", "a/./b/../c.mp4", "..x/.y/...mp4"])
+    for record in event["Records"][:2]:  # as COS writes them: dots percent-encoded too
+        obj = record["cos"]["cosObject"]
+        obj["key"], obj["url"] = (obj["key"].replace(".", "%2e"), obj["url"].replace("./", "%2e/"))
+    out = invoke(event)
+    assert [r["status"] for r in out.result["results"]] == ["submitted"] * 3
+    urls = {c["params"]["SessionId"]: c["params"]["FileInfo"]["Url"] for c in emulator.calls}
+    sent = [urlsplit(urls[r["session_id"]]) for r in out.result["results"]]
+    for parts, key in zip(sent, ["../../etc.mp4", "a/./b/../c.mp4", "..x/.y/...mp4"]):
+        assert unquote(parts.path) == "/" + key
+        assert not {".", ".."} & set(parts.path.split("/"))
+        assert urllib3.util.parse_url(parts.geturl()).path == parts.path  # clients keep the path as sent
+    if not presign:  # the COS SDK writes "./" as ".%2F" itself: the same object
+        assert sent[0].path == "/%2E%2E/%2E%2E/etc.mp4" and sent[2].path == "/..x/.y/...mp4"
 
 
 def test_multi_record_event_keeps_record_order(invoke, emulator):

@@ -134,3 +134,12 @@ def test_a_body_nested_too_deeply_is_a_400_not_a_crash(invoke, emulator, build):
     assert out.result["statusCode"] == 400 and json.loads(out.result["body"])["error"]["fields"] == [
         {"field": "(body)", "problem": "invalid JSON"}]
     assert not out.lines("handler.crashed") and emulator.calls == []
+
+
+def test_unknown_task_404_names_the_field_not_the_submitted_id(invoke, emulator):
+    out = invoke(url_event(None, method="GET", path="/tasks/zzzqqq"))
+    assert out.result["statusCode"] == 404
+    error = _body(out.result)["error"]
+    assert "TaskId" in error["message"] and "zzzqqq" not in out.result["body"]
+    [line] = out.lines("api.status")
+    assert "zzzqqq" not in line["reason"] and line["task_id"] == "zzzqqq"  # the id is logged as its field

@@ -1,6 +1,7 @@
 """Failure behaviour through main_handler, with faults injected into the emulator over HTTP."""
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -242,3 +243,29 @@ def test_api_duplicate_after_a_lost_answer_says_so(invoke, emulator):
     assert out.result["statusCode"] == 409
     assert "earlier attempt" in out.body["error"]["message"]
     assert emulator.task_count == 1
+
+
+
+def _closed_port_url():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("case, status, level", [
+    ("unreachable", 503, "warning"), ("wrong key", 502, "error"), ("unknown task", 404, "warning")])
+def test_a_task_lookup_vod_was_asked_for_is_logged_failed_not_rejected(invoke, emulator, env, case, status, level):
+    env.setenv("VOD_MAX_ATTEMPTS", "1")
+    if case == "unreachable":
+        env.setenv("VOD_ENDPOINT", _closed_port_url())
+    elif case == "wrong key":
+        env.setenv("TENCENTCLOUD_SECRETKEY", "not-the-key")
+    out = invoke(apigw_event(None, method="GET", path="/tasks/1500000001-AigcVideoRedrawTask-x"))
+    assert out.result["statusCode"] == status
+    [line] = out.lines("api.status")
+    assert line["outcome"] == "failed" and line["level"] == level and line["status_code"] == status
+    assert ("fix" in line) is (level == "error") and not out.lines("api.request")
+    calls = len(emulator.calls)
+    invalid = invoke(apigw_event(None, method="GET", path="/tasks/%3Cscript%3E"))
+    assert invalid.result["statusCode"] == 400 and len(emulator.calls) == calls  # nothing sent: rejected
+    assert [line["outcome"] for line in invalid.lines("api.status")] == ["rejected"]

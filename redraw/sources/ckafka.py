@@ -3,10 +3,11 @@
 Each message's ``msgBody`` is a redraw request as JSON (the direct-invocation
 fields). Messages are validated one by one: an invalid one fails alone, with
 the names of its bad fields. A message without a SessionId gets one derived
-from its topic, partition and offset, so a redelivered batch creates nothing
-twice. The CKafka trigger invokes synchronously and retries the whole batch
-when the function raises: the handler raises only when some message still has
-a retryable failure.
+from its topic, partition, offset and body, so a redelivered batch creates
+nothing twice and a recreated topic's reused offsets name new messages. The
+CKafka trigger invokes synchronously and retries the whole batch when the
+function raises: the handler raises only when some message still has a
+retryable failure.
 """
 from __future__ import annotations
 
@@ -52,10 +53,32 @@ class CkafkaMessage(BaseModel):
         return f"{self.topic}/{self.partition}/{self.offset}"
 
 
+def _body_digest(body: Any) -> str:
+    """SHA-256 of the message body as delivered (text, bytes, or an object already parsed)."""
+    if isinstance(body, str):
+        raw = body.encode("utf-8", "surrogatepass")
+    elif isinstance(body, bytes):
+        raw = body
+    else:
+        try:
+            raw = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+                             default=str).encode("utf-8", "surrogatepass")
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply
+            raise InvalidRequestError(
+                "msgBody is nested too deeply",
+                [{"field": "msgBody", "problem": "must be a JSON object of redraw request fields"}]) from None
+    return hashlib.sha256(raw).hexdigest()
+
+
 def session_id_for(message: CkafkaMessage) -> str:
-    """Deterministic SessionId: the same message delivered again names the same id (≤ 50 chars)."""
-    identity = "\x1f".join((message.topic, str(message.partition), str(message.offset)))
-    digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()
+    """Deterministic SessionId: the same message delivered again names the same id (≤ 50 chars).
+
+    The body's digest is part of it: a topic recreated within VOD's 3-day dedup
+    window restarts its offsets, and its new messages must not be taken for old ones.
+    """
+    identity = "\x1f".join((message.topic, str(message.partition), str(message.offset),
+                            _body_digest(message.msgBody)))
+    digest = hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()
     return (SESSION_ID_PREFIX + digest)[:SESSION_ID_MAX]
 
 
@@ -72,7 +95,7 @@ def parse_message(raw: Any) -> CkafkaMessage:
     try:
         return CkafkaMessage.model_validate(raw["Ckafka"])
     except ValidationError as exc:
-        names = ", ".join(f"Ckafka.{f['field']} ({f['problem']})" for f in field_errors(exc))
+        names = ", ".join(f"{f['field']} ({f['problem']})" for f in field_errors(exc, prefix="Ckafka"))
         raise InvalidEventError(f"invalid CKafka message: {names}") from None
 
 

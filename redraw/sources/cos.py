@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple, Union
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from pydantic_core import SchemaValidator, ValidationError
 from pydantic_core import core_schema as cs
@@ -30,6 +30,7 @@ SESSION_CONTEXT_MAX = 1000
 _APPID_PREFIX = re.compile(r"^/\d+/[^/]+/(.+)$", re.S)
 _REGION_IN_HOST = re.compile(r"\.cos\.([a-z0-9-]+)\.myqcloud\.com$")
 _SAFE = "/-_.~"  # everything else is percent-encoded, '+' and '#' included
+_DOT_SEGMENTS = {".": "%2E", "..": "%2E%2E"}  # HTTP clients resolve these: encoded, they name the object
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,12 @@ class Upload:
     @property
     def url(self) -> str:
         """The object's plain URL, key percent-encoded once."""
-        return f"{self.scheme}://{self.host}/{quote(self.key, safe=_SAFE)}"
+        return f"{self.scheme}://{self.host}/{_dot_segments_encoded(quote(self.key, safe=_SAFE))}"
+
+
+def _dot_segments_encoded(path: str) -> str:
+    """``.`` and ``..`` path segments percent-encoded, so no client resolves them to another object."""
+    return "/".join(_DOT_SEGMENTS.get(part, part) for part in path.split("/"))
 
 
 def _decode(encoded: str) -> str:
@@ -284,14 +290,17 @@ def presigned_url(upload: Upload, secret_id: str, secret_key: str, token: Option
 
     Always https, whatever scheme the event's URL has (real COS events carry
     http:// URLs): the URL carries the signature and, with a run role, the token.
+    Dot segments are encoded as in the plain URL (recent SDKs write "./" as ".%2F" already).
     """
     from qcloud_cos import CosConfig, CosS3Client  # optional feature: imported only when used
 
     config = CosConfig(Domain=upload.host, Scheme="https", SecretId=secret_id,
                        SecretKey=secret_key, Token=token, Region=upload.region or None)
     params = {"x-cos-security-token": token} if token else {}
-    return CosS3Client(config).get_presigned_url(
+    url = CosS3Client(config).get_presigned_url(
         Bucket=upload.bucket, Key=upload.key, Method="GET", Expired=expires, Params=params)
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=_dot_segments_encoded(parts.path)))
 
 
 def without_query(url: str) -> str:
@@ -325,6 +334,7 @@ def plan_record(raw: Any, settings: Settings) -> core.Plan:
             outcome.status, outcome.reason = core.FAILED, f"could not presign the object URL ({type(exc).__name__})"
             outcome.error = UpstreamError("PresignFailed", outcome.reason, decision=policy.TERMINAL)
             return core.Plan(outcome)
+        outcome.url = without_query(url)  # logged as sent, without the signature
     params = core.task_defaults(settings)
     params.update({
         "SubAppId": settings.sub_app_id,

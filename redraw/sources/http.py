@@ -74,6 +74,10 @@ def decode_body(event: dict, max_bytes: int) -> Any:
         raise InvalidRequestError("the request body must be a string",
                                   [{"field": "(body)", "problem": "must be a JSON string"}])
     limit = math.ceil(max_bytes / 3) * 4 + 8 if is_b64 else max_bytes
+    if is_b64:  # line breaks of wrapped base64 are not data; past twice the limit, too large unread
+        if len(body) > 2 * limit:
+            raise _too_large(max_bytes)
+        body = "".join(body.split())
     if len(body) > limit or len(body.encode("utf-8")) > limit:
         raise _too_large(max_bytes)
     data: Any = body
@@ -125,6 +129,41 @@ def error_response(exc: RedrawError, session_id: Optional[str] = None, *,
     return response(status, body, headers, trigger=trigger)
 
 
+def _status(rt: core.Runtime, task_id: str, deadline: Deadline, log: Any, trigger: str) -> dict:
+    """GET /tasks/{TaskId}. One ``api.status`` line: ``ok``; ``rejected`` (an invalid TaskId, nothing
+    sent); ``failed`` (VOD was asked: the task is unknown, or the call failed)."""
+    started = deadline.start
+    try:
+        tasks.check_task_id(task_id)
+    except InvalidRequestError as exc:
+        answer = error_response(exc, trigger=trigger)
+        core.log_rejection(log, "api.status", exc, answer["statusCode"], started)
+        return answer
+    try:
+        summary = tasks.describe(rt.api, rt.settings.sub_app_id, task_id,
+                                 min(rt.settings.http_timeout, max(0.1, deadline.remaining())))
+    except (NotFoundError, UpstreamError) as exc:
+        answer = error_response(exc, trigger=trigger)
+        fields: dict = dict(outcome="failed", status_code=answer["statusCode"], task_id=task_id,
+                            error=exc.code, reason=exc.message, duration_ms=core.ms_since(started))
+        if isinstance(exc, NotFoundError):
+            log.warning("api.status", **fields)
+            return answer
+        fields.update(error=exc.vod_code, vod_request_id=exc.request_id)
+        if exc.vod_message:
+            fields["vod_message"] = exc.vod_message
+        hint = policy.decide(exc.vod_code).hint
+        if exc.decision == policy.RETRY:
+            log.warning("api.status", **fields)
+        else:
+            log.error("api.status", **fields, **({"fix": hint} if hint else {}))
+        return answer
+    log.info("api.status", outcome="ok", status_code=200, task_id=summary["TaskId"],
+             task_status=summary["Status"], vod_request_id=summary["RequestId"],
+             duration_ms=core.ms_since(started))
+    return response(200, summary, trigger=trigger)
+
+
 def handle(rt: core.Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
     """Serve one HTTP request: create a task (POST) or report one (GET /tasks/{TaskId})."""
     started = deadline.start
@@ -133,12 +172,7 @@ def handle(rt: core.Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
     try:
         action, task_id = route(event)
         if action == "status":
-            summary = tasks.describe(rt.api, rt.settings.sub_app_id, task_id or "",
-                                     min(rt.settings.http_timeout, max(0.1, deadline.remaining())))
-            log.info("api.status", outcome="ok", status_code=200, task_id=summary["TaskId"],
-                     task_status=summary["Status"], vod_request_id=summary["RequestId"],
-                     duration_ms=core.ms_since(started))
-            return response(200, summary, trigger=trigger)
+            return _status(rt, task_id or "", deadline, log, trigger)
         data = decode_body(event, rt.settings.max_body_bytes)
         params, session_id = core.prepare_request(data, rt.settings)
     except RedrawError as exc:
