@@ -230,7 +230,7 @@ def _settings_validator() -> SchemaValidator:
     if _validator is None:
         _validator = SchemaValidator(dataclass_schema(
             Settings, {f.name: f.metadata["schema"] for f in fields(Settings)}, alias=lambda f: f.metadata["env"],
-            config=cs.CoreConfig(hide_input_in_errors=True)))
+            config=cs.CoreConfig(hide_input_in_errors=True)), cs.CoreConfig(hide_input_in_errors=True))
     return _validator
 
 

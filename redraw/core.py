@@ -262,15 +262,22 @@ def log_outcome(log: Any, message: str, outcome: Outcome, **extra: Any) -> None:
         log.error(message, **fields)
 
 
-def log_rejection(log: Any, message: str, exc: RedrawError, status: int, started: float) -> None:
-    fields = dict(outcome="rejected", status_code=status, error=exc.code, reason=exc.message,
-                  duration_ms=ms_since(started))
+def log_rejection(log: Any, message: str, exc: RedrawError, status: int, started: float,
+                  outcome: str = "rejected", **extra: Any) -> None:
+    """The line of a request answered with an error: ``rejected`` (refused before anything was sent)
+    or ``failed`` (VOD was asked and the call failed); a VOD failure no retry can fix carries a ``fix``."""
+    fields = dict(outcome=outcome, status_code=status, error=exc.code, reason=exc.message,
+                  duration_ms=ms_since(started), **extra)
     if isinstance(exc, InvalidRequestError) and exc.fields:
         fields["fields"] = [f["field"] for f in exc.fields]
     if isinstance(exc, UpstreamError):
         fields.update(error=exc.vod_code, vod_request_id=exc.request_id)
         if exc.vod_message:
             fields["vod_message"] = exc.vod_message
-        log.warning(message, **fields) if exc.decision == policy.RETRY else log.error(message, **fields)
+        if exc.decision == policy.RETRY:
+            log.warning(message, **fields)
+            return
+        hint = policy.decide(exc.vod_code).hint
+        log.error(message, **fields, **({"fix": hint} if hint else {}))
         return
     log.warning(message, **fields)

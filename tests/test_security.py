@@ -116,3 +116,20 @@ def test_vod_error_text_kept_for_logs_is_redacted_too():
         vod.unwrap(body)
     assert TOKEN_CANARY not in (info.value.vod_message or "") + str(info.value)
     assert "abc" not in (info.value.vod_message or "")
+
+
+def test_validation_errors_never_carry_the_input_in_their_text():
+    """Defence in depth: a pydantic-core ValidationError's own text shows no submitted value."""
+    from pydantic_core import ValidationError
+
+    from redraw import config
+    from redraw.sources import cos
+
+    for validate, bad in [
+        (cos.record_validator().validate_python,
+         {"cos": {"cosObject": {"key": 12345, "url": "CANARY-URL"}, "cosBucket": 5}, "event": {"eventName": 5}}),
+        (config._settings_validator().validate_python, {"VOD_SUB_APP_ID": "CANARY-ID", "VOD_MAX_RPS": "CANARY-RPS"}),
+    ]:
+        with pytest.raises(ValidationError) as info:
+            validate(bad)
+        assert "CANARY" not in str(info.value) and "12345" not in str(info.value)

@@ -121,8 +121,9 @@ def record_validator() -> SchemaValidator:
             "eventTime": _optional(cs.union_schema([cs.int_schema(), cs.float_schema(), text()])),
         })
         info = dataclass_schema(CosInfo, {"cosObject": obj, "cosBucket": bucket})
-        _validator = SchemaValidator(dataclass_schema(CosRecord, {"cos": info, "event": event},
-                                                      config=cs.CoreConfig(hide_input_in_errors=True)))
+        hidden = cs.CoreConfig(hide_input_in_errors=True)  # a ValidationError's text never shows the record
+        _validator = SchemaValidator(dataclass_schema(CosRecord, {"cos": info, "event": event}, config=hidden),
+                                     hidden)
     return _validator
 
 

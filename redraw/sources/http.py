@@ -144,19 +144,7 @@ def _status(rt: core.Runtime, task_id: str, deadline: Deadline, log: Any, trigge
                                  min(rt.settings.http_timeout, max(0.1, deadline.remaining())))
     except (NotFoundError, UpstreamError) as exc:
         answer = error_response(exc, trigger=trigger)
-        fields: dict = dict(outcome="failed", status_code=answer["statusCode"], task_id=task_id,
-                            error=exc.code, reason=exc.message, duration_ms=core.ms_since(started))
-        if isinstance(exc, NotFoundError):
-            log.warning("api.status", **fields)
-            return answer
-        fields.update(error=exc.vod_code, vod_request_id=exc.request_id)
-        if exc.vod_message:
-            fields["vod_message"] = exc.vod_message
-        hint = policy.decide(exc.vod_code).hint
-        if exc.decision == policy.RETRY:
-            log.warning("api.status", **fields)
-        else:
-            log.error("api.status", **fields, **({"fix": hint} if hint else {}))
+        core.log_rejection(log, "api.status", exc, answer["statusCode"], started, outcome="failed", task_id=task_id)
         return answer
     log.info("api.status", outcome="ok", status_code=200, task_id=summary["TaskId"],
              task_status=summary["Status"], vod_request_id=summary["RequestId"],
