@@ -275,6 +275,7 @@ VALIDATION_CASES = [
     ({"OutputConfig": {"MediaName": "m" * 65}}, "InvalidParameterValue"),
     ({"OutputConfig": {"StorageMode": "Forever"}}, "InvalidParameterValue"),
     ({"OutputConfig": {"ClassId": "7"}}, "InvalidParameter"),
+    ({"OutputConfig": {"ClassId": 2**63}}, "InvalidParameter"),  # beyond the API's int64
     ({"OutputConfig": {"ExpireTime": "2025-12-28 00:35:00"}}, "InvalidParameterValue"),
     ({"OutputConfig": {"ExpireTime": "2025-12-28T00:35:00"}}, "InvalidParameterValue"),
     ({"OutputConfig": {"ExpireTime": "2025-13-28T00:35:00Z"}}, "InvalidParameterValue"),

@@ -119,7 +119,8 @@ class ApiError(Exception):
 
 
 def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """An API Integer: int64, as the real API parses it."""
+    return isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63
 
 
 def _type_ok(value, type_name: str) -> bool:
