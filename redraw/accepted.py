@@ -5,8 +5,9 @@ After VOD accepted a task (or answered that its SessionId was used), the pair
 when known: in this container (a bounded LRU), and in Redis too when
 ``REDRAW_REDIS_URL`` is set (``SET key "TaskId RequestId" NX EX ttl``), so every
 instance knows it. ``core.submit`` checks before sending and reports a known
-pair ``duplicate`` without a VOD call, naming the earlier task. VOD's own SessionId dedup stays the
-source of truth: an unknown pair, or any Redis failure, means "send as before".
+pair ``duplicate`` without a VOD call, naming the earlier task. VOD's own
+SessionId dedup stays the source of truth: an unknown pair, or any Redis
+failure, means "send as before".
 Entries live a little less than VOD's 3-day dedup window, so the memory never
 claims a SessionId that VOD would accept again.
 """

@@ -24,7 +24,7 @@ from pydantic_core import SchemaValidator, ValidationError
 from pydantic_core import core_schema as cs
 
 from .errors import ConfigError
-from .validation import dataclass_schema
+from .validation import dataclass_schema, validator
 
 DEFAULT_ENDPOINT = "vod.intl.tencentcloudapi.com"
 DEFAULT_REDIS_KEY = "redraw:vod:CreateAigcVideoRedrawTask"
@@ -228,9 +228,8 @@ def _settings_validator() -> SchemaValidator:
     """The pydantic-core validator for ``Settings``, compiled on first use (once per container)."""
     global _validator
     if _validator is None:
-        _validator = SchemaValidator(dataclass_schema(
-            Settings, {f.name: f.metadata["schema"] for f in fields(Settings)}, alias=lambda f: f.metadata["env"],
-            config=cs.CoreConfig(hide_input_in_errors=True)), cs.CoreConfig(hide_input_in_errors=True))
+        _validator = validator(dataclass_schema(
+            Settings, {f.name: f.metadata["schema"] for f in fields(Settings)}, alias=lambda f: f.metadata["env"]))
     return _validator
 
 

@@ -16,15 +16,14 @@ import re
 from dataclasses import MISSING, fields
 from typing import Any, Callable, Dict, List, Optional
 
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, SchemaValidator
 from pydantic_core import core_schema as cs
 
 _SUBFIELD = re.compile(r"^([A-Za-z]+): (.+)$")
 FIELD_SHOWN = 64  # characters of a field name errors show: unknown keys are submitted text
 
 
-def dataclass_schema(cls: type, schemas: Dict[str, Any], alias: Optional[Callable[[Any], str]] = None,
-                     config: Optional[cs.CoreConfig] = None) -> Any:
+def dataclass_schema(cls: type, schemas: Dict[str, Any], alias: Optional[Callable[[Any], str]] = None) -> Any:
     """The core schema validating a dict into ``cls`` (a frozen dataclass); ``schemas`` per field name,
     defaults from the dataclass, unknown keys ignored, an instance of ``cls`` accepted as it is."""
     typed_fields = {}
@@ -46,7 +45,13 @@ def dataclass_schema(cls: type, schemas: Dict[str, Any], alias: Optional[Callabl
         return cls(**handler(value))
 
     return cs.no_info_wrap_validator_function(
-        build, cs.typed_dict_schema(typed_fields, extra_behavior="ignore", config=config))
+        build, cs.typed_dict_schema(typed_fields, extra_behavior="ignore"))
+
+
+def validator(schema: Any) -> SchemaValidator:
+    """The compiled validator; its errors' text never shows the input (the setting is the validator's:
+    pydantic-core ignores it inside a schema)."""
+    return SchemaValidator(schema, cs.CoreConfig(hide_input_in_errors=True))
 
 
 def field_errors(exc: Any, prefix: str = "") -> List[dict]:

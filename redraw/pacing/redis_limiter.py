@@ -17,9 +17,9 @@ It answers how long to wait; the client sleeps, then sends. A slot beyond the
 caller's time budget is not taken. A container's first send counts in the
 window ``FIRST_SEND_MARGIN`` later than its slot: it opens the connection and
 arrives late, and the m-th slot after it must not land within VOD's second of
-that late arrival. The keys (``KEY``
-the last m slots as counted, ``KEY:tat`` the GCRA time, ``KEY:last`` the last
-slot) expire when idle; several functions share a budget by sharing the key.
+that late arrival. The keys (``KEY`` the last m slots as counted, ``KEY:tat``
+the GCRA time, ``KEY:last`` the last slot) expire when idle; several functions
+share a budget by sharing the key.
 
 When Redis fails, the container paces itself with its ``fallback`` (adaptive)
 limiter and tries Redis again after the link's cool-down.

@@ -7,7 +7,7 @@ from its topic, partition, offset and body, so a redelivered batch creates
 nothing twice and a recreated topic's reused offsets name new messages. The
 CKafka trigger invokes synchronously and retries the whole batch when the
 function raises: the handler raises only when some message still has a
-retryable failure.
+retryable failure or was refused because of the function's configuration.
 """
 from __future__ import annotations
 
@@ -154,7 +154,7 @@ def _result(message: Optional[CkafkaMessage], outcome: core.Outcome, fields: Lis
 
 
 def handle(rt: core.Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
-    """``{"results": [...]}``, one entry per message in order; raises for retryable leftovers."""
+    """``{"results": [...]}``, one entry per message in order; raises for messages to redeliver."""
     planned = [plan_message(raw, rt.settings) for raw in event["Records"]]
     outcomes = core.submit_all(rt, [plan for _, plan, _ in planned], deadline)
     results, retry = [], []

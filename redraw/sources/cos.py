@@ -22,7 +22,7 @@ from .. import core, policy
 from ..config import Settings
 from ..errors import InvalidEventError, RetryableFailuresError, UpstreamError
 from ..retries import Deadline
-from ..validation import dataclass_schema, field_errors
+from ..validation import dataclass_schema, field_errors, validator
 
 MAX_INPUT_BYTES = 2 * 1024 ** 3           # the API's input limit: under 2 GB
 SESSION_ID_MAX = 50
@@ -121,9 +121,7 @@ def record_validator() -> SchemaValidator:
             "eventTime": _optional(cs.union_schema([cs.int_schema(), cs.float_schema(), text()])),
         })
         info = dataclass_schema(CosInfo, {"cosObject": obj, "cosBucket": bucket})
-        hidden = cs.CoreConfig(hide_input_in_errors=True)  # a ValidationError's text never shows the record
-        _validator = SchemaValidator(dataclass_schema(CosRecord, {"cos": info, "event": event}, config=hidden),
-                                     hidden)
+        _validator = validator(dataclass_schema(CosRecord, {"cos": info, "event": event}))
     return _validator
 
 
@@ -348,7 +346,7 @@ def plan_record(raw: Any, settings: Settings) -> core.Plan:
 
 
 def handle(rt: core.Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
-    """``{"results": [...]}``, one entry per record in order; raises for retryable leftovers."""
+    """``{"results": [...]}``, one entry per record in order; raises for records to redeliver."""
     plans = [plan_record(raw, rt.settings) for raw in event["Records"]]
     outcomes = core.submit_all(rt, plans, deadline)
     for index, outcome in enumerate(outcomes):
