@@ -40,24 +40,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
 from redraw.pacing import AdaptiveLimiter, SlidingLog  # noqa: E402
+from redraw.retries import MIN_ATTEMPT_TIME as MIN_ATTEMPT, THROTTLE_WAIT  # noqa: E402
+from scale import LATENCY, LIMIT, plan_events  # noqa: E402  (the same setting as make scale)
 
-LIMIT, LATENCY = 20, 0.2
-THROTTLE_WAIT = (0.05, 0.3)   # redraw.retries.THROTTLE_WAIT
-MIN_ATTEMPT = 0.2             # redraw.retries.MIN_ATTEMPT_TIME
 TIMEOUT, MARGIN = 60.0, 1.5   # serverless.yml's timeout, REDRAW_SAFETY_MARGIN_MS
 CONCURRENCY = 10              # VOD_MAX_CONCURRENCY
 NET_JITTER = 0.003            # seconds between a send and its arrival, at most
-
-
-def plan_events(uploads: int, max_size: int, seed: int) -> List[int]:
-    """Event sizes, drawn as scale.py draws them."""
-    rng, sizes, made = random.Random(seed), [], 0
-    while made < uploads:
-        size = min(rng.randint(1, max_size), uploads - made)
-        sizes.append(size)
-        made += size
-    return sizes
 
 
 class Oracle:
@@ -103,7 +93,7 @@ def run(instances: int, pacer: str = "adaptive", uploads: int = 1000, seed: int 
     stats = {"calls": 0, "throttled": 0, "redeliveries": 0, "dead": 0, "last": 0.0}
     accepted_at: List[float] = []
     throttled_at: List[float] = []
-    sizes = plan_events(uploads, 20, seed)
+    sizes = [len(keys) for keys in plan_events(uploads, 20, seed)]
     queue: Deque[Tuple[int, int]] = collections.deque((i, 0) for i in range(len(sizes)))
     later: List[Tuple[float, int, int]] = []
     busy: Set[int] = set()

@@ -29,3 +29,13 @@ def test_scale_benchmark_smoke_run():
     for row in rows:
         cells = [c.strip() for c in row.split("|")]
         assert cells[3:6] == ["12", "12", "0"], row  # uploads, tasks created, created twice
+
+
+def test_scale_model_smoke_run():
+    """The virtual-time model runs the real pacer; it asserts itself that no upload is lost."""
+    out = subprocess.run([sys.executable, "benchmarks/scale_model.py", "--instances", "1,4", "--seeds", "1",
+                          "--uploads", "200"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    rows = [line.split("|")[1:3] for line in out.stdout.splitlines() if line.startswith(("| 1 ", "| 4 "))]
+    assert [[c.strip() for c in r] for r in rows] == [["1", "adaptive"], ["1", "oracle"], ["4", "adaptive"],
+                                                       ["4", "oracle"]]
