@@ -28,7 +28,7 @@ from .retries import Deadline
 
 #: trigger -> module of redraw.sources that serves it
 _MODULES = {sources.COS: "cos", sources.APIGW: "http", sources.URL: "http", sources.CKAFKA: "ckafka",
-            sources.DIRECT: "direct"}
+            sources.DIRECT: "direct", sources.TIMER: "timer"}
 
 _runtime: Optional[Runtime] = None
 _runtime_lock = threading.Lock()
@@ -125,6 +125,11 @@ def handle(event: Any, context: Any) -> Any:
             from .sources import http
             return http.error_response(exc, trigger=trigger)
         raise
+    if trigger == sources.TIMER and not rt.settings.follow_up:
+        off = sources.unsupported(sources.TIMER)
+        log.error("event.rejected", outcome="rejected", error=off.code, reason=off.message,
+                  duration_ms=ms_since(started))
+        raise off
     deadline = Deadline(_time_limit_ms(ctx, rt.settings.default_time_limit_ms),
                         rt.settings.safety_margin_ms, start=started)
     source = importlib.import_module(f"{sources.__name__}.{_MODULES[trigger]}")

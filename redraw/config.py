@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
@@ -32,6 +33,7 @@ PACING_MODES = ("adaptive", "fixed")
 DEFAULT_VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".flv", ".wmv", ".webm",
                           ".ts", ".mpeg", ".mpg", ".3gp")
 _MAX_INT64 = 2**63 - 1
+_BUCKET_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?-[0-9]{5,}$")
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,26 @@ def _redis_key(value: str) -> str:
     if len(value) > 200 or any(c.isspace() for c in value):
         raise ValueError("must be at most 200 characters without spaces")
     return value
+
+
+def _bucket(value: str) -> str:
+    if not _BUCKET_RE.match(value):
+        raise ValueError("must be a bucket's full name, name-appid (e.g. media-1250000000)")
+    return value
+
+
+def _prefix(value: str) -> str:
+    value = value.lstrip("/")
+    if not value or any(part in (".", "..") for part in value.split("/")[:-1]):
+        raise ValueError("must be a key prefix such as redrawn/")
+    return value if value.endswith("/") else value + "/"
+
+
+def _cos_endpoint(value: str) -> Endpoint:
+    endpoint = _endpoint(value)
+    if ":" not in endpoint.host:
+        raise ValueError("must be an http(s)://host:port URL")
+    return endpoint
 
 
 def _flag(value: str) -> bool:
@@ -207,6 +229,28 @@ class Settings:
                          "across functions)", _after(cs.str_schema(), _redis_key), DEFAULT_REDIS_KEY)
     redis_timeout_ms: int = var("REDRAW_REDIS_TIMEOUT_MS", "Redis connect and command timeout; past it the "
                                 "container paces itself (adaptive)", _range(10, 5000), 300)
+    follow_up: bool = var("REDRAW_FOLLOW_UP", "record every task in REDRAW_STATE_BUCKET and follow it to its end "
+                          "(timer trigger: task.finished lines, receipts, delivery)",
+                          _after(cs.str_schema(), _flag), False, shown="false")
+    state_bucket: Optional[str] = var("REDRAW_STATE_BUCKET", "bucket (name-appid) of task records and receipts; "
+                                      "required with REDRAW_FOLLOW_UP", _after(cs.str_schema(), _bucket), None,
+                                      shown="(empty)")
+    state_region: str = var("REDRAW_STATE_REGION", "region of REDRAW_STATE_BUCKET", cs.str_schema(), "",
+                            shown="TENCENTCLOUD_REGION")
+    state_prefix: str = var("REDRAW_STATE_PREFIX", "key prefix of everything redraw keeps in the state bucket",
+                            _after(cs.str_schema(max_length=200), _prefix), "redraw/")
+    poll_max_interval_s: int = var("REDRAW_POLL_MAX_INTERVAL_S", "longest wait between two checks of a pending task "
+                                   "(each check waits as long as the task's age up to this; 0: every sweep checks "
+                                   "every pending task)", _range(0, 3600), 300)
+    describe_rps: float = var("REDRAW_DESCRIBE_RPS", "DescribeTaskDetail budget of the sweep, requests per second "
+                              "(the API's limit is 100)", cs.float_schema(ge=0.1, le=100000.0), 100.0, shown="100")
+    sweep_concurrency: int = var("REDRAW_SWEEP_CONCURRENCY", "tasks one sweep checks in parallel", _range(1, 64), 16)
+    deliver_prefix: Optional[str] = var("REDRAW_DELIVER_PREFIX", "deliver each succeeded task's output into COS under "
+                                        "this prefix, e.g. redrawn/ (uploads: in their own bucket at <prefix><key>)",
+                                        _after(cs.str_schema(max_length=200), _prefix), None, shown="(empty: no delivery)")
+    cos_endpoint: Optional[Endpoint] = var("REDRAW_COS_ENDPOINT", "send every COS request to this http(s)://IP:port "
+                                           "(a local COS endpoint), the bucket's domain as Host",
+                                           _after(cs.str_schema(), _cos_endpoint), None, shown="(empty: COS)")
     secret_id: str = var("TENCENTCLOUD_SECRETID", "credential of the function's run role", cs.str_schema(),
                          shown="(injected by SCF)")
     secret_key: str = var("TENCENTCLOUD_SECRETKEY", "credential of the function's run role", cs.str_schema(),
@@ -260,10 +304,20 @@ def load_settings(env: Optional[Mapping[str, str]] = None) -> Settings:
     if settings is not None and settings.presign_urls and importlib.util.find_spec("qcloud_cos") is None:
         problems.append("REDRAW_PRESIGN_URLS needs the COS SDK in the package: "
                         'make package PACKAGE_ARGS="--extra cos-python-sdk-v5"')
+    if settings is not None and settings.follow_up:
+        if not settings.state_bucket:
+            problems.append("REDRAW_STATE_BUCKET is required with REDRAW_FOLLOW_UP (the bucket of task records)")
+        if not (settings.state_region or settings.function_region):
+            problems.append("REDRAW_STATE_REGION (or TENCENTCLOUD_REGION) is required with REDRAW_FOLLOW_UP")
+        if importlib.util.find_spec("qcloud_cos") is None:
+            problems.append("REDRAW_FOLLOW_UP needs the COS SDK in the package: "
+                            'make package PACKAGE_ARGS="--extra cos-python-sdk-v5"')
     if settings is not None and settings.redis_url and importlib.util.find_spec("redis") is None:
         problems.append("REDRAW_REDIS_URL needs the redis client in the package (requirements.txt)")
     if problems or settings is None:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
     if not settings.region:
         settings = replace(settings, region=settings.function_region)
+    if not settings.state_region:
+        settings = replace(settings, state_region=settings.function_region)
     return settings

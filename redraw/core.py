@@ -34,6 +34,7 @@ class Runtime:
     api: VodApi
     limiter: Pacer
     accepted: AcceptedMemory = field(default_factory=AcceptedMemory)
+    store: Any = None  # the follow-up's COS store (redraw.followup.store_for), built on first use
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Outcome:
     error: Optional[UpstreamError] = None
     url: Optional[str] = None          # without query string: safe to log
     retries: List[str] = field(default_factory=list)
+    recorded: Optional[bool] = None    # follow-up on: the task's record was written (None: not asked)
 
     @property
     def retryable(self) -> bool:
@@ -67,8 +69,15 @@ class Outcome:
 
     def result(self) -> dict:
         """The per-record entry of a COS invocation's result."""
-        return {"key": self.key, "status": self.status, "task_id": self.task_id,
-                "session_id": self.session_id, "request_id": self.request_id, "reason": self.reason}
+        out = {"key": self.key, "status": self.status, "task_id": self.task_id,
+               "session_id": self.session_id, "request_id": self.request_id, "reason": self.reason}
+        return self.with_record(out)
+
+    def with_record(self, out: dict, name: str = "recorded") -> dict:
+        """``out`` plus whether the task's follow-up record was written, when the follow-up was asked."""
+        if self.recorded is not None:
+            out[name] = self.recorded
+        return out
 
 
 #: The fields of a successful CreateAigcVideoRedrawTask ``Response`` (tests/test_contract.py checks the SDK's).
@@ -83,8 +92,22 @@ def _parse_created(response: dict) -> Tuple[str, str]:
     return task_id, request_id
 
 
-def submit(rt: Runtime, params: dict, deadline: Deadline) -> Outcome:
-    """Send one CreateAigcVideoRedrawTask with retries; never raises UpstreamError."""
+def submit(rt: Runtime, params: dict, deadline: Deadline, source: Optional[dict] = None) -> Outcome:
+    """Send one CreateAigcVideoRedrawTask with retries; never raises UpstreamError.
+
+    With the follow-up on, a created task is recorded in the state bucket (``source`` names the
+    trigger and, for uploads, the object); ``Outcome.recorded`` says whether that worked.
+    """
+    outcome = _submit(rt, params, deadline)
+    if rt.settings.follow_up and outcome.status == SUBMITTED and outcome.task_id:
+        from .followup.records import record_task  # loaded only with the follow-up on
+
+        outcome.recorded = record_task(rt, params, outcome.task_id, outcome.session_id, outcome.request_id,
+                                       source or {}, deadline)
+    return outcome
+
+
+def _submit(rt: Runtime, params: dict, deadline: Deadline) -> Outcome:
     started = time.monotonic()
     session_id = params.get("SessionId")
     sub_app_id = params.get("SubAppId")
@@ -140,6 +163,7 @@ class Plan:
 
     outcome: Outcome
     params: Optional[dict] = None
+    source: Optional[dict] = None  # the trigger and, for uploads, the object (the follow-up's record)
 
 
 def submit_all(rt: Runtime, plans: List[Plan], deadline: Deadline) -> List[Outcome]:
@@ -147,7 +171,7 @@ def submit_all(rt: Runtime, plans: List[Plan], deadline: Deadline) -> List[Outco
     todo = [p for p in plans if p.params is not None]
 
     def run(plan: Plan) -> None:
-        done = submit(rt, plan.params, deadline)  # type: ignore[arg-type]
+        done = submit(rt, plan.params, deadline, plan.source)  # type: ignore[arg-type]
         done.key, done.url = plan.outcome.key, plan.outcome.url
         plan.outcome = done
 

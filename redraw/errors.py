@@ -136,3 +136,20 @@ class RetryableFailuresError(RedrawError):
         more = "" if len(self.failures) <= 10 else f" and {len(self.failures) - 10} more"
         super().__init__(
             f"{len(self.failures)} record(s) not submitted yet, retry the event: {keys}{more}")
+
+
+class StorageError(RedrawError):
+    """COS (or the way to it) failed; ``retryable`` says whether trying again may help.
+
+    The message names the operation, the bucket and, for a refusal, the permission the
+    function's role lacks; never an object's contents, a signature or a credential.
+    """
+
+    code = "StorageError"
+
+    def __init__(self, message: str, *, retryable: bool, status: Optional[int] = None,
+                 cos_code: str = "") -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+        self.cos_code = cos_code

@@ -9,7 +9,7 @@ from .vod import DESCRIBE_ACTION, VodApi
 
 TASK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 FINAL_STATES = ("FINISH", "ABORTED")
-_NOT_FOUND_CODES = ("ResourceNotFound", "InvalidParameterValue.TaskId", "InvalidParameter.TaskId",
+NOT_FOUND_CODES = ("ResourceNotFound", "InvalidParameterValue.TaskId", "InvalidParameter.TaskId",
                     "InvalidParameterValue.TaskIdNotExist", "FailedOperation.TaskNotExist")
 
 
@@ -56,7 +56,7 @@ def describe(api: VodApi, sub_app_id: int, task_id: str, timeout: float) -> dict
     try:
         response = api.call(DESCRIBE_ACTION, {"TaskId": task_id, "SubAppId": sub_app_id}, timeout)
     except UpstreamError as exc:
-        if exc.vod_code.startswith(_NOT_FOUND_CODES):
+        if exc.vod_code.startswith(NOT_FOUND_CODES):
             raise NotFoundError("task not found: no task with this TaskId") from None
         raise
     return summarize(task_id, response)

@@ -75,7 +75,9 @@ def test_tool_dependencies_are_an_extra_the_function_never_installs():
 
 @pytest.mark.parametrize("sample, loaded, absent", [
     # a COS upload needs neither pydantic's model machinery nor the request models
-    ("cos-put.json", ["redraw.sources.cos", "pydantic_core"], ["pydantic.main", "redraw.request", "redraw.sources.http"]),
+    ("cos-put.json", ["redraw.sources.cos", "pydantic_core"], ["pydantic.main", "redraw.request", "redraw.sources.http",
+                                                               # the follow-up is off: nothing of it, nor the COS SDK
+                                                               "redraw.followup", "redraw.cosclient", "qcloud_cos"]),
     ("apigw-post.json", ["redraw.sources.http", "redraw.request", "pydantic.main"], ["redraw.sources.cos"]),
 ])
 def test_an_event_imports_only_what_its_trigger_needs(package, tmp_path, emulator, sample, loaded, absent):

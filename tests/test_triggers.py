@@ -85,8 +85,8 @@ def test_documented_event_shapes_through_main_handler(invoke, emulator, name):
 def test_detect_names_each_redraw_source_by_its_marker():
     for name, (trigger, _) in EXPECTED.items():
         event = _fixture(name)
-        if trigger in (sources.COS, sources.APIGW, sources.URL, sources.CKAFKA):
-            assert sources.detect(event) == trigger, name
+        if trigger in (sources.COS, sources.APIGW, sources.URL, sources.CKAFKA, sources.TIMER):
+            assert sources.detect(event) == trigger, name  # timer: served with REDRAW_FOLLOW_UP on
         else:
             with pytest.raises(UnsupportedTriggerError) as info:
                 sources.detect(event)

@@ -41,21 +41,27 @@ _pacers: Dict[Tuple[Any, ...], Pacer] = {}
 _pacers_lock = threading.Lock()
 
 
-def pacer_for(settings: Any) -> Pacer:
-    """The container's pacer for these settings: built once, shared by all invocations."""
-    rate = settings.max_rps
+def pacer_for(settings: Any, action: str = "CreateAigcVideoRedrawTask") -> Pacer:
+    """The container's pacer of one VOD action for these settings: built once, shared by all invocations.
+
+    CreateAigcVideoRedrawTask is paced at ``VOD_MAX_RPS`` (``REDRAW_REDIS_KEY`` with Redis);
+    another action (the sweep's DescribeTaskDetail) at ``REDRAW_DESCRIBE_RPS``, with a Redis key of its own.
+    """
+    create = action == "CreateAigcVideoRedrawTask"
+    rate = settings.max_rps if create else settings.describe_rps
     if getattr(settings, "redis_url", None):
-        key = ("redis", rate, settings.redis_url, settings.redis_key, settings.redis_timeout_ms)
+        redis_key = settings.redis_key if create else f"{settings.redis_key}:{action}"
+        key = ("redis", action, rate, settings.redis_url, redis_key, settings.redis_timeout_ms)
 
         def build() -> Pacer:
             from .redis_limiter import RedisLimiter
             from ..redislink import shared_link
             link = shared_link(settings.redis_url, settings.redis_timeout_ms)
-            return RedisLimiter(link, settings.redis_key, rate, fallback=AdaptiveLimiter(rate))
+            return RedisLimiter(link, redis_key, rate, fallback=AdaptiveLimiter(rate))
         return _shared(key, build)
     if settings.pacing == FIXED:
-        return _shared(("fixed", rate), lambda: FixedRateLimiter(rate))
-    return _shared(("adaptive", rate), lambda: AdaptiveLimiter(rate))
+        return _shared(("fixed", action, rate), lambda: FixedRateLimiter(rate))
+    return _shared(("adaptive", action, rate), lambda: AdaptiveLimiter(rate))
 
 
 def _shared(key: Tuple[Any, ...], build: Any) -> Pacer:

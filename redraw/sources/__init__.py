@@ -32,6 +32,11 @@ SERVED = ("COS uploads, CKafka messages, HTTP requests (function URL or API Gate
 
 def unsupported(trigger: str) -> UnsupportedTriggerError:
     """The error for an event of a trigger that redraw recognises but does not serve."""
+    if trigger == TIMER:
+        return UnsupportedTriggerError(
+            TIMER, "timer trigger events are not a redraw source while REDRAW_FOLLOW_UP is off: set "
+                   "REDRAW_FOLLOW_UP=true (and REDRAW_STATE_BUCKET) to sweep the followed tasks, or remove "
+                   f"this trigger; redraw serves {SERVED}")
     if trigger == UNKNOWN:
         return UnsupportedTriggerError(
             UNKNOWN, "event is from no trigger redraw knows and carries no redraw request field "
@@ -54,7 +59,7 @@ def _record_trigger(record: Any) -> str:
 
 
 def detect(event: Any) -> str:
-    """The redraw source that sent the event (COS, APIGW, URL, CKAFKA, DIRECT).
+    """The trigger that sent the event (COS, APIGW, URL, CKAFKA, DIRECT, or TIMER for the follow-up).
 
     Raises UnsupportedTriggerError (an InvalidEventError) naming the trigger
     for events of other triggers, and InvalidEventError for what is no event.
@@ -83,7 +88,7 @@ def detect(event: Any) -> str:
     if "httpMethod" in event and ("headers" in event or "path" in event):
         return URL
     if event.get("Type") == "Timer":
-        raise unsupported(TIMER)
+        return TIMER  # served only with the follow-up on (app decides, with the settings)
     if "clslogs" in event:
         raise unsupported(CLS)
     if "specversion" in event:

@@ -139,7 +139,7 @@ def plan_message(raw: Any, settings: Settings) -> Tuple[Optional[CkafkaMessage],
     except InvalidRequestError as exc:
         plan, fields = _failed(exc.message, policy.INVALID_REQUEST, [f["field"] for f in exc.fields])
         return message, plan, fields
-    return message, core.Plan(core.Outcome(core.SKIPPED, session_id=session_id), params), []
+    return message, core.Plan(core.Outcome(core.SKIPPED, session_id=session_id), params, {"trigger": "ckafka"}), []
 
 
 def _result(message: Optional[CkafkaMessage], outcome: core.Outcome, fields: List[str]) -> dict:
@@ -150,7 +150,7 @@ def _result(message: Optional[CkafkaMessage], outcome: core.Outcome, fields: Lis
                  "request_id": outcome.request_id, "reason": outcome.reason}
     if fields:
         out["fields"] = fields
-    return out
+    return outcome.with_record(out)
 
 
 def handle(rt: core.Runtime, event: dict, deadline: Deadline, log: Any) -> dict:

@@ -321,6 +321,9 @@ def plan_record(raw: Any, settings: Settings) -> core.Plan:
     outcome = core.Outcome(core.SKIPPED, session_id=upload.session_id, key=upload.key,
                            url=without_query(upload.url))
     reason = skip_reason(upload, settings.video_suffixes)
+    if not reason and settings.deliver_prefix and upload.key.startswith(settings.deliver_prefix):
+        # loop-safe: an output redraw delivered (REDRAW_DELIVER_PREFIX) never becomes a new task
+        reason = "under REDRAW_DELIVER_PREFIX: a redrawn output delivered by redraw, not a new upload"
     if reason:
         outcome.reason = reason
         return core.Plan(outcome)
@@ -342,7 +345,8 @@ def plan_record(raw: Any, settings: Settings) -> core.Plan:
         "SessionContext": session_context_for("cos", upload.bucket, upload.key,
                                               {"event": upload.event_name}),
     })
-    return core.Plan(outcome, params)
+    return core.Plan(outcome, params, {"trigger": "cos", "bucket": upload.bucket, "region": upload.region,
+                                       "key": upload.key})
 
 
 def handle(rt: core.Runtime, event: dict, deadline: Deadline, log: Any) -> dict:

@@ -24,9 +24,9 @@ def handle(rt: core.Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
     except InvalidRequestError as exc:
         core.log_rejection(log, "direct.request", exc, 400, started)
         raise
-    outcome = core.submit(rt, params, deadline)
+    outcome = core.submit(rt, params, deadline, {"trigger": "direct"})
     core.log_outcome(log, "direct.request", outcome)
     if outcome.status == core.FAILED and outcome.error is not None:
         raise outcome.error.for_session(session_id)
-    return {"TaskId": outcome.task_id, "RequestId": outcome.request_id, "SessionId": session_id,
-            "Status": outcome.status}
+    return outcome.with_record({"TaskId": outcome.task_id, "RequestId": outcome.request_id,
+                                "SessionId": session_id, "Status": outcome.status}, "Recorded")

@@ -167,11 +167,11 @@ def handle(rt: core.Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
         answer = error_response(exc, trigger=trigger)
         core.log_rejection(log, "api.request", exc, answer["statusCode"], started)
         return answer
-    outcome = core.submit(rt, params, deadline)
+    outcome = core.submit(rt, params, deadline, {"trigger": trigger})
     if outcome.status == core.SUBMITTED:
         core.log_outcome(log, "api.request", outcome, status_code=200)
-        return response(200, {"TaskId": outcome.task_id, "RequestId": outcome.request_id,
-                               "SessionId": session_id}, trigger=trigger)
+        return response(200, outcome.with_record({"TaskId": outcome.task_id, "RequestId": outcome.request_id,
+                                                  "SessionId": session_id}, "Recorded"), trigger=trigger)
     error = outcome.error or UpstreamError("InvalidParameterValue.SessionId",
                                            outcome.reason or policy.describe("InvalidParameterValue.SessionId"),
                                            decision=policy.DUPLICATE, request_id=outcome.request_id)

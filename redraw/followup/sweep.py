@@ -1,0 +1,409 @@
+"""The sweep: what the timer trigger runs. It checks the pending tasks that are due and finishes
+the ones that ended, each exactly once.
+
+- **Schedule by age.** A pending record's key carries its creation time, and its LastModified is
+  when it was last checked (each check that finds the task still running rewrites it). A task is
+  due when it has waited as long as its age at the last check, up to ``REDRAW_POLL_MAX_INTERVAL_S``
+  (0: always): checks at about 1, 2, 4, 8 minutes of age, then every few minutes. The longest
+  waiting go first; what the invocation's time does not reach waits for the next sweep.
+- **Paced.** DescribeTaskDetail goes through a pacer of its own (``REDRAW_DESCRIBE_RPS``, the API's
+  100/s), RequestLimitExceeded handled as on the create path.
+- **Exactly once.** An ended task is finished by whoever creates its claim
+  (``claims/<TaskId>/<n>``, a COS create-only write) while no earlier claim is alive (a claim lives
+  until its invocation's deadline). The claimer delivers the output, writes ``done/<TaskId>.json``,
+  then logs ``task.finished``; the receipt is updated and the pending record removed after that.
+  Overlapping sweeps, a timer retry, or a sweep killed half-way find the claim or the done record
+  and neither deliver nor log twice.
+"""
+from __future__ import annotations
+
+import contextvars
+import json
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Dict, List, Optional
+
+from .. import policy, tasks
+from ..core import Runtime, ms_since
+from ..errors import RedrawError, StorageError, UpstreamError
+from ..pacing import pacer_for
+from ..retries import MIN_ATTEMPT_TIME, Deadline, call_with_retries
+from ..vod import DESCRIBE_ACTION
+from . import records, store_for
+from .delivery import OutputUnavailable, deliver
+
+#: A task VOD does not know is declared lost only this long after its creation (VOD may not
+#: list a task at once); older ones end with a ``task.lost`` line instead of being retried forever.
+LOST_AFTER_S = 600
+CLAIM_MARGIN_S = 5.0
+ENDED = ("FINISH", "ABORTED")
+
+
+def due(now: float, created: float, last_checked: float, max_interval: int) -> bool:
+    """Whether a pending task is checked now: it has waited as long as its age at its last check
+    (or its record's writing), at most ``max_interval`` seconds; always with ``max_interval`` 0."""
+    if max_interval <= 0:
+        return True
+    return now - last_checked >= min(float(max_interval), max(0.0, last_checked - created))
+
+
+@dataclass(frozen=True)
+class Pending:
+    key: str
+    created: int
+    task_id: str
+    last_checked: float
+
+
+class BadAnswer(RedrawError):
+    """DescribeTaskDetail answered without the fields a redraw task has."""
+
+    code = "MalformedTaskDetail"
+
+
+@dataclass
+class Ending:
+    """How an ended task ended, read from DescribeTaskDetail."""
+
+    outcome: str                      # succeeded | failed | lost
+    status: str = ""
+    error_code: Optional[str] = None
+    message: Optional[str] = None
+    file_url: Optional[str] = None
+    file_id: Optional[str] = None
+    file_type: Optional[str] = None
+    expire_time: Optional[str] = None
+    session_context: Optional[str] = None
+    finish_time: Optional[str] = None
+
+
+def read_detail(response: Any) -> Optional[Ending]:
+    """The task's ending, or None while it runs; BadAnswer naming the field that is missing or wrong."""
+    if not isinstance(response, dict):
+        raise BadAnswer("DescribeTaskDetail answered without a Response object")
+    detail = response.get("AigcVideoRedrawTask")
+    if not isinstance(detail, dict):
+        raise BadAnswer("DescribeTaskDetail answered without AigcVideoRedrawTask "
+                        f"(TaskType {str(response.get('TaskType'))[:40]!r})")
+    status = detail.get("Status") if isinstance(detail.get("Status"), str) else response.get("Status")
+    top = response.get("Status") if isinstance(response.get("Status"), str) else status
+    if not isinstance(status, str) or not status:
+        raise BadAnswer("DescribeTaskDetail answered without AigcVideoRedrawTask.Status")
+    if status not in ENDED and top not in ENDED:
+        return None
+    err = detail.get("ErrCode", 0)
+    if err is None:
+        err = 0
+    if not isinstance(err, int) or isinstance(err, bool):
+        raise BadAnswer("AigcVideoRedrawTask.ErrCode is not an integer")
+    output: dict = detail["Output"] if isinstance(detail.get("Output"), dict) else {}
+    info: dict = output["FileInfo"] if isinstance(output.get("FileInfo"), dict) else {}
+    context = detail.get("SessionContext") if isinstance(detail.get("SessionContext"), str) else None
+    message = detail.get("Message") if isinstance(detail.get("Message"), str) else None
+    ending = Ending("succeeded", status=status if status in ENDED else str(top), session_context=context,
+                    finish_time=response.get("FinishTime") if isinstance(response.get("FinishTime"), str) else None,
+                    message=message)
+    if "ABORTED" in (status, top) or err != 0:
+        ending.outcome = "failed"
+        ext = detail.get("ErrCodeExt")
+        ending.error_code = ext if isinstance(ext, str) and ext else str(err if err else "ABORTED")
+        return ending
+    ending.file_url = info.get("FileUrl") if isinstance(info.get("FileUrl"), str) and info.get("FileUrl") else None
+    ending.file_id = info.get("FileId") if isinstance(info.get("FileId"), str) and info.get("FileId") else None
+    ending.file_type = info.get("FileType") if isinstance(info.get("FileType"), str) else None
+    ending.expire_time = info.get("ExpireTime") if isinstance(info.get("ExpireTime"), str) else None
+    if not (ending.file_url or ending.file_id):
+        ending.outcome, ending.error_code = "failed", "NoOutput"
+        ending.message = "VOD reported the task finished without an output file"
+    return ending
+
+
+def _epoch(value: Optional[str]) -> Optional[float]:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def without_query(url: Optional[str]) -> Optional[str]:
+    return url.split("?", 1)[0].split("#", 1)[0] if url else None
+
+
+def parse_context(text: Optional[str]) -> Dict[str, Any]:
+    """An upload's bucket and key, parsed back from the SessionContext redraw sent."""
+    try:
+        value = json.loads(text or "")
+    except ValueError:
+        return {}
+    if not isinstance(value, dict) or value.get("trigger") != "cos":
+        return {}
+    return {f"source_{k}": value[k] for k in ("bucket", "key") if isinstance(value.get(k), str)}
+
+
+class Sweep:
+    """One sweep over the state bucket's pending records, within one invocation's deadline."""
+
+    def __init__(self, rt: Runtime, deadline: Deadline, log: Any) -> None:
+        self.rt, self.settings, self.deadline, self.log = rt, rt.settings, deadline, log
+        self.store = store_for(rt)
+        self.layout = records.layout_of(rt.settings)
+        self.bucket: str = rt.settings.state_bucket or ""
+        self.region: str = rt.settings.state_region
+        self.pacer = pacer_for(rt.settings, DESCRIBE_ACTION)
+        self.counts: Counter = Counter()
+        self._lock = threading.Lock()
+
+    def count(self, what: str) -> None:
+        with self._lock:
+            self.counts[what] += 1
+
+    # --- the sweep --------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        started = self.deadline.start
+        now = time.time()
+        listed: List[Pending] = []
+        try:
+            for key, modified in self.store.list(self.bucket, self.region, self.layout.pending_prefix(), self.deadline):
+                parsed = self.layout.parse_pending(key)
+                if parsed is None:
+                    self.count("invalid")
+                    self.log.error("task.record_invalid", outcome="failed", record=key[:300],
+                                   reason="not a redraw pending record (expected <created>-<TaskId>.json)",
+                                   fix="remove objects that are not redraw's from this prefix")
+                    continue
+                listed.append(Pending(key, parsed[0], parsed[1], modified))
+        except StorageError as exc:
+            self.log.error("sweep.failed", outcome="failed", error=exc.cos_code or exc.code, reason=exc.message,
+                           duration_ms=ms_since(started))
+            raise
+        todo = sorted((p for p in listed if due(now, p.created, p.last_checked, self.settings.poll_max_interval_s)),
+                      key=lambda p: p.last_checked)
+        workers = max(1, min(self.settings.sweep_concurrency, len(todo)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="redraw-sweep") as pool:
+            for future in [pool.submit(contextvars.copy_context().run, self.check, p) for p in todo]:
+                future.result()
+        summary = {"pending": len(listed), "due": len(todo), **{k: self.counts[k] for k in sorted(self.counts)}}
+        self.log.info("sweep.done", outcome="done", duration_ms=ms_since(started), **summary)
+        return summary
+
+    def check(self, pending: Pending) -> None:
+        if self.deadline.remaining() < 2 * MIN_ATTEMPT_TIME + self.settings.http_timeout:
+            self.count("left")  # the next sweep checks it
+            return
+        try:
+            self._check(pending)
+        except StorageError as exc:
+            self.count("storage_errors")
+            self.log.warning("task.check_failed", outcome="retry", task_id=pending.task_id, error=exc.cos_code or exc.code,
+                             reason=exc.message, retryable=exc.retryable)
+        except Exception as exc:  # noqa: BLE001 - one task's bug must not stop the sweep
+            self.count("errors")
+            self.log.exception("task.check_failed", outcome="failed", task_id=pending.task_id,
+                               error=type(exc).__name__)
+
+    def _check(self, pending: Pending) -> None:
+        try:
+            record = self.store.get_json(self.bucket, self.region, pending.key, self.deadline)
+        except (ValueError, UnicodeDecodeError):
+            record = "not JSON"
+        if record is None:
+            self.count("gone")  # finished meanwhile by another sweep
+            return
+        problem = _record_problem(record, pending)
+        if problem:
+            self.count("invalid")
+            self.log.error("task.record_invalid", outcome="failed", record=pending.key[:300], task_id=pending.task_id,
+                           reason=problem, fix="remove objects that are not redraw's from this prefix")
+            return
+        self.count("checked")
+        try:
+            ending = self._describe(record)
+        except tasks.NotFoundError:
+            if time.time() - pending.created < LOST_AFTER_S:
+                self.count("not_yet_known")
+                self.log.warning("task.check_failed", outcome="retry", task_id=pending.task_id,
+                                 reason="VOD does not know this task yet")
+                return
+            ending = Ending("lost", error_code="TaskNotFound",
+                            message="VOD no longer knows this task (older than 3 days, or unknown)")
+        except UpstreamError as exc:
+            self.count("vod_errors")
+            fields: Dict[str, Any] = dict(task_id=pending.task_id, error=exc.vod_code, reason=exc.message,
+                                          vod_request_id=exc.request_id)
+            hint = policy.decide(exc.vod_code).hint
+            if exc.decision == policy.RETRY:
+                self.log.warning("task.check_failed", outcome="retry", **fields)
+            else:
+                self.log.error("task.check_failed", outcome="failed", **fields, **({"fix": hint} if hint else {}))
+            return
+        except BadAnswer as exc:
+            self.count("vod_errors")
+            self.log.error("task.check_failed", outcome="failed", task_id=pending.task_id, error=exc.code,
+                           reason=exc.message)
+            return
+        if ending is None:
+            self.count("running")
+            record.update(checks=int(record.get("checks") or 0) + 1, last_checked_at=records.iso(time.time()))
+            self.store.put_json(self.bucket, self.region, pending.key, record, self.deadline)
+            return
+        self.finish(pending, record, ending)
+
+    def _describe(self, record: dict) -> Optional[Ending]:
+        params = {"TaskId": record["task_id"], "SubAppId": record["sub_app_id"]}
+        try:
+            response, _ = call_with_retries(
+                lambda timeout: self.rt.api.call(DESCRIBE_ACTION, params, timeout),
+                deadline=self.deadline, limiter=self.pacer, max_attempts=self.settings.max_attempts,
+                http_timeout=self.settings.http_timeout)
+        except UpstreamError as exc:
+            if exc.vod_code.startswith(tasks.NOT_FOUND_CODES):
+                raise tasks.NotFoundError("task not found") from None
+            raise
+        return read_detail(response)
+
+    # --- finishing, exactly once -------------------------------------------------------------
+
+    def finish(self, pending: Pending, record: dict, ending: Ending) -> None:
+        task_id = record["task_id"]
+        done_key = self.layout.done_key(task_id)
+        final = self.store.get_json(self.bucket, self.region, done_key, self.deadline)
+        if final is not None:  # finished before: only the tidying was left
+            self.count("tidied")
+            self._tidy(pending, record, final, None)
+            return
+        claim = self._claim(task_id)
+        if claim is None:
+            self.count("claimed_elsewhere")
+            return
+        if self.store.head(self.bucket, self.region, done_key, self.deadline) is not None:
+            self.count("tidied")  # finished by the sweep whose claim ended just before ours
+            self._tidy(pending, record, self.store.get_json(self.bucket, self.region, done_key, self.deadline) or {},
+                       claim)
+            return
+        try:
+            delivered = self._deliver(record, ending)
+        except (OutputUnavailable, StorageError) as exc:  # not delivered (nothing visible): the next sweep retries
+            self._release(claim)
+            self.count("delivery_retry")
+            self.log.warning("task.delivery_failed", outcome="retry", task_id=task_id, error=exc.code,
+                             reason=exc.message)
+            return
+        final = self._final(record, ending, delivered)
+        self.store.put_json(self.bucket, self.region, done_key, final, self.deadline)
+        self._log_finished(final, ending)
+        self.count(final["state"])
+        self._tidy(pending, record, final, claim)
+
+    def _deliver(self, record: dict, ending: Ending) -> Optional[str]:
+        if ending.outcome != "succeeded" or not record.get("deliver_to") or not ending.file_url:
+            return None
+        expires = _epoch(ending.expire_time)
+        try:
+            if expires is not None and expires <= time.time():
+                raise OutputUnavailable("the output URL expired before it could be delivered", expired=True)
+            return deliver(self.store, record, ending.file_url, ending.file_type, self.deadline)
+        except OutputUnavailable as exc:
+            if not exc.expired:
+                raise
+            ending.outcome, ending.error_code, ending.message = "failed", "OutputExpired", exc.message
+            return None
+
+    def _claim(self, task_id: str) -> Optional[str]:
+        """Our claim's key, or None while another sweep's claim is alive (or it won the race)."""
+        prefix = self.layout.claims_prefix(task_id)
+        keys = sorted(key for key, _ in self.store.list(self.bucket, self.region, prefix, self.deadline))
+        number = 0
+        if keys:
+            last = keys[-1]
+            tail = last[len(prefix):]
+            number = int(tail) + 1 if tail.isdigit() else len(keys)
+            try:
+                held = self.store.get_json(self.bucket, self.region, last, self.deadline)
+            except (ValueError, UnicodeDecodeError):
+                held = None
+            if isinstance(held, dict) and float(held.get("expires", 0) or 0) > time.time():
+                return None
+        key = f"{prefix}{number:06d}"
+        body = {"task_id": task_id, "claimed_at": records.iso(time.time()),
+                "expires": time.time() + self.deadline.remaining() + CLAIM_MARGIN_S,
+                "request_id": _request_id()}
+        if not self.store.put_json(self.bucket, self.region, key, body, self.deadline, create_only=True):
+            return None
+        return key
+
+    def _release(self, claim: str) -> None:
+        try:
+            self.store.delete(self.bucket, self.region, claim, self.deadline)
+        except StorageError:
+            pass  # it expires with this invocation's deadline
+
+    def _final(self, record: dict, ending: Ending, delivered: Optional[str]) -> dict:
+        finished = _epoch(ending.finish_time) or time.time()
+        final = dict(record)
+        final.pop("checks", None)
+        final.update(state=records.LOST if ending.outcome == "lost" else ending.outcome,
+                     finished_at=records.iso(finished),
+                     duration_s=round(max(0.0, finished - float(record.get("created") or finished)), 1),
+                     vod_status=ending.status or None, error_code=ending.error_code, message=ending.message,
+                     output_url=without_query(ending.file_url), file_id=ending.file_id,
+                     output_expires_at=ending.expire_time, delivered_to=delivered,
+                     session_context=ending.session_context)
+        return final
+
+    def _log_finished(self, final: dict, ending: Ending) -> None:
+        fields = dict(task_id=final["task_id"], session_id=final.get("session_id"),
+                      session_context=ending.session_context, trigger=final.get("trigger"),
+                      duration_s=final["duration_s"], output_url=final["output_url"], file_id=final["file_id"],
+                      delivered_to=final["delivered_to"], receipt=final.get("receipt"),
+                      **parse_context(ending.session_context))
+        if ending.outcome == "lost":
+            self.log.error("task.lost", outcome="lost", error_code=ending.error_code, message=ending.message,
+                           fix="the task cannot be followed any more; look it up in the VOD console", **fields)
+        elif ending.outcome == "failed":
+            self.log.warning("task.finished", outcome="failed", error_code=ending.error_code,
+                             message=ending.message, **fields)
+        else:
+            self.log.info("task.finished", outcome="succeeded", **fields)
+
+    def _tidy(self, pending: Pending, record: dict, final: dict, claim: Optional[str]) -> None:
+        """The receipt shows the final state; the pending record and our claim go."""
+        receipt = record.get("receipt")
+        if isinstance(receipt, str) and final:
+            current = self.store.get_json(self.bucket, self.region, receipt, self.deadline) \
+                if receipt != self.layout.task_receipt(record["task_id"]) else None
+            newer = isinstance(current, dict) and current.get("task_id") != record["task_id"] \
+                and int(current.get("created") or 0) > int(record.get("created") or 0)
+            if not newer:  # an upload receipt shows the latest upload of its key
+                self.store.put_json(self.bucket, self.region, receipt, final, self.deadline)
+        self.store.delete(self.bucket, self.region, pending.key, self.deadline)
+        if claim:
+            self._release(claim)
+
+
+def _record_problem(record: Any, pending: Pending) -> Optional[str]:
+    if not isinstance(record, dict):
+        return "the record is not a JSON object"
+    if record.get("task_id") != pending.task_id:
+        return "the record's task_id does not match its key"
+    sub_app_id = record.get("sub_app_id")
+    if not isinstance(sub_app_id, int) or isinstance(sub_app_id, bool) or sub_app_id <= 0:
+        return "the record has no valid sub_app_id"
+    return None
+
+
+def _request_id() -> Optional[str]:
+    import structlog
+
+    return structlog.contextvars.get_contextvars().get("request_id")
+
+
+def run(rt: Runtime, deadline: Deadline, log: Any) -> dict:
+    """Sweep once; the summary counts what happened (also logged as ``sweep.done``)."""
+    return Sweep(rt, deadline, log).run()
