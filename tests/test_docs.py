@@ -77,7 +77,12 @@ def test_serverless_yml_matches_the_code():
     assert set(variables) <= set(VARIABLES), set(variables) - set(VARIABLES)
     assert len(str(variables)) < 4096  # SCF: all variables together ≤ 4 KB
     events = {list(e)[0]: list(e.values())[0]["parameters"] for e in inputs["events"]}
-    assert set(events) == {"cos", "http"}  # no API Gateway trigger: it can no longer be created
+    assert set(events) == {"cos", "http", "timer"}  # no API Gateway trigger: it can no longer be created
+    # the follow-up's sweep: every minute (7-field SCF cron), with the argument the timer source accepts
+    assert events["timer"]["cronExpression"] == "0 */1 * * * * *" and events["timer"]["argument"] == "sweep"
+    assert variables["REDRAW_FOLLOW_UP"] == "true" and variables["REDRAW_DELIVER_PREFIX"]
+    # loop-safe: deliveries land outside the prefix that fires the cos trigger
+    assert not variables["REDRAW_DELIVER_PREFIX"].startswith(events["cos"]["filter"]["prefix"])
     assert events["cos"]["events"] == "cos:ObjectCreated:*" and events["cos"]["enable"] is True
     assert events["cos"]["bucket"] == "${env:COS_BUCKET}.cos.${env:REGION}.myqcloud.com"
     assert events["http"]["authType"] == "CAM" and events["http"]["netConfig"]["enableExtranet"] is True
