@@ -1,0 +1,186 @@
+"""The follow-up over real HTTP: the function records each task in a COS bucket (the project's COS
+emulator, real SDK signing), the timer sweep checks the VOD emulator's tasks and finishes each one
+exactly once: one task.finished line, the receipt, and (with delivery) the output in the bucket."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import SUB_APP_ID, load_event
+from redraw.tools import samples
+from redraw.tools.cos_emulator import CosEmulator
+
+BUCKET = "media-1250000000"
+STATE = "redraw-state-1250000000"
+TIMER = {"Type": "Timer", "TriggerName": "redraw-sweep", "Time": "2026-12-05T08:00:00Z", "Message": "sweep"}
+
+
+@pytest.fixture
+def cos(tmp_path):
+    emu = CosEmulator(root=tmp_path / "cos")
+    emu.add_bucket(BUCKET)
+    emu.add_bucket(STATE)
+    emu.start()
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+@pytest.fixture
+def follow(env, cos, emulator):
+    """The function's environment with the follow-up on, against both emulators."""
+    env.setenv("REDRAW_FOLLOW_UP", "true")
+    env.setenv("REDRAW_STATE_BUCKET", STATE)
+    env.setenv("TENCENTCLOUD_REGION", "ap-guangzhou")
+    env.setenv("REDRAW_COS_ENDPOINT", cos.url)
+    env.setenv("REDRAW_POLL_MAX_INTERVAL_S", "0")
+    emulator.task_duration = 0.2
+    return env
+
+
+def sweep(invoke, **context):
+    return invoke(dict(TIMER), {"request_id": "sweep-1", "time_limit_in_ms": 20000, **context})
+
+
+def upload(invoke, key="uploads/2026/clip.mp4"):
+    out = invoke(samples.cos_event([key], bucket=BUCKET))
+    assert out.error is None, out.error
+    return out
+
+
+def wait_ended(emulator, seconds=0.3):
+    time.sleep(seconds)
+
+
+def test_an_upload_is_recorded_with_a_readable_receipt_and_a_pending_record(invoke, follow, cos):
+    out = upload(invoke)
+    [result] = out.result["results"]
+    assert result["status"] == "submitted" and result["recorded"] is True
+    receipt = json.loads(cos.read(STATE, f"redraw/uploads/{BUCKET}/uploads/2026/clip.mp4.json"))
+    assert receipt["state"] == "pending" and receipt["task_id"] == result["task_id"]
+    assert receipt["session_id"] == result["session_id"] and receipt["sub_app_id"] == SUB_APP_ID
+    assert receipt["source"] == {"bucket": BUCKET, "region": "ap-guangzhou", "key": "uploads/2026/clip.mp4"}
+    assert receipt["trigger"] == "cos" and receipt["created_at"].endswith("Z")
+    [pending] = cos.keys(STATE, "redraw/pending/")
+    assert pending.endswith(f"-{result['task_id']}.json")
+    # two COS requests for the record, and the upload still made exactly one VOD call
+    puts = [c for c in cos.calls if c["method"] == "PUT"]
+    assert len(puts) == 2
+
+
+def test_the_sweep_finishes_each_task_once_with_one_line(invoke, follow, cos, emulator):
+    keys = [f"uploads/a{i}.mp4" for i in range(3)]
+    out = invoke(samples.cos_event(keys, bucket=BUCKET))
+    tasks = {r["key"]: r for r in out.result["results"]}
+    assert all(r["recorded"] for r in tasks.values())
+    first = sweep(invoke)  # the tasks are still running: checked, nothing finished
+    assert first.error is None, first.error
+    assert first.result["sweep"]["running"] == 3 and not first.lines("task.finished")
+    wait_ended(emulator)
+    second = sweep(invoke)
+    lines = second.lines("task.finished")
+    assert sorted(line["task_id"] for line in lines) == sorted(r["task_id"] for r in tasks.values())
+    for line in lines:
+        task = next(r for r in tasks.values() if r["task_id"] == line["task_id"])
+        assert line["outcome"] == "succeeded" and line["session_id"] == task["session_id"]
+        assert line["source_bucket"] == BUCKET and line["source_key"] == task["key"]
+        assert json.loads(line["session_context"])["key"] == task["key"]  # VOD's string, as redraw sent it
+        assert "?" not in (line["output_url"] or "") and line["duration_s"] >= 0
+        receipt = json.loads(cos.read(STATE, f"redraw/uploads/{BUCKET}/{task['key']}.json"))
+        assert receipt["state"] == "succeeded" and receipt["output_url"] == line["output_url"]
+    assert cos.keys(STATE, "redraw/pending/") == []
+    third = sweep(invoke)  # nothing left: no second line, no VOD call
+    assert not third.lines("task.finished") and third.result["sweep"]["pending"] == 0
+
+
+def test_a_failed_redraw_ends_failed_with_its_error(invoke, follow, cos, emulator):
+    body = samples.redraw_body("https://media-1250000000.cos.ap-guangzhou.myqcloud.com/uploads/abort-me.mp4")
+    out = invoke(body)
+    assert out.result["Recorded"] is True
+    wait_ended(emulator)
+    [line] = sweep(invoke).lines("task.finished")
+    assert line["outcome"] == "failed" and line["error_code"] and line["message"]
+    assert line["trigger"] == "direct" and line["delivered_to"] is None
+    receipt = json.loads(cos.read(STATE, f"redraw/tasks/{out.result['TaskId']}.json"))
+    assert receipt["state"] == "failed" and receipt["error_code"] == line["error_code"]
+
+
+def test_overlapping_sweeps_log_each_task_once(invoke, follow, cos, emulator, capsys):
+    from handler import main_handler
+
+    out = invoke(samples.cos_event([f"uploads/o{i}.mp4" for i in range(8)], bucket=BUCKET))
+    assert all(r["recorded"] for r in out.result["results"])
+    wait_ended(emulator)
+    capsys.readouterr()
+    errors = []
+
+    def run(n):
+        try:
+            main_handler(dict(TIMER), {"request_id": f"sweep-{n}", "time_limit_in_ms": 20000})
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    logs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    finished = [line["task_id"] for line in logs if line["event"] == "task.finished"]
+    assert not errors
+    assert sorted(finished) == sorted(r["task_id"] for r in out.result["results"])  # each exactly once
+    assert cos.keys(STATE, "redraw/pending/") == []
+
+
+def test_a_timer_event_with_the_follow_up_off_names_the_setting(invoke, env):
+    out = invoke(dict(TIMER))
+    assert out.error is not None and "REDRAW_FOLLOW_UP" in str(out.error)
+    [line] = out.lines("event.rejected")
+    assert line["trigger"] == "timer" and "REDRAW_FOLLOW_UP" in line["reason"]
+
+
+def test_a_timer_event_with_an_unexpected_message_is_refused(invoke, follow):
+    out = invoke({**TIMER, "Message": "rm -rf"})
+    assert out.error is not None and "Message" in str(out.error)
+    assert "rm -rf" not in str(out.error)
+
+
+def test_a_record_that_is_not_redraws_is_named_and_the_sweep_goes_on(invoke, follow, cos, emulator):
+    out = upload(invoke)
+    task_id = out.result["results"][0]["task_id"]
+    Path(cos.buckets[STATE], "redraw/pending/junk.txt").write_text("hello")
+    Path(cos.buckets[STATE], "redraw/pending/1764057600-bogus.json").write_text("{not json")
+    wait_ended(emulator)
+    done = sweep(invoke)
+    assert done.error is None
+    invalid = done.lines("task.record_invalid")
+    assert {line["record"] for line in invalid} == {"redraw/pending/junk.txt", "redraw/pending/1764057600-bogus.json"}
+    assert [line["task_id"] for line in done.lines("task.finished")] == [task_id]
+
+
+def test_recording_that_cannot_be_written_is_said_with_the_task_id(invoke, follow, cos):
+    cos.inject(*["AccessDenied"] * 20, method="PUT")
+    out = upload(invoke)
+    [result] = out.result["results"]
+    assert result["status"] == "submitted" and result["recorded"] is False
+    [line] = out.lines("task.unrecorded")
+    assert line["task_id"] == result["task_id"] and "cos:PutObject" in line["reason"]
+    assert line["level"] == "error"
+
+
+def test_a_task_vod_no_longer_knows_ends_with_an_error_line(invoke, follow, cos, emulator):
+    out = upload(invoke)
+    task_id = out.result["results"][0]["task_id"]
+    emulator.reset()  # VOD forgot it (older than 3 days)
+    [key] = cos.keys(STATE, "redraw/pending/")
+    old = Path(cos.buckets[STATE], key)
+    old.rename(old.with_name(f"{int(time.time()) - 4 * 86400}-{task_id}.json"))
+    done = sweep(invoke)
+    [line] = done.lines("task.lost")
+    assert line["task_id"] == task_id and line["level"] == "error"
+    assert not done.lines("task.finished") and cos.keys(STATE, "redraw/pending/") == []
+    assert not sweep(invoke).lines("task.lost")  # not retried for ever
