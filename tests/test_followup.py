@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SUB_APP_ID, load_event
+from conftest import SUB_APP_ID
 from redraw.tools import samples
 from redraw.tools.cos_emulator import CosEmulator
 
