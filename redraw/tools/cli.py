@@ -311,12 +311,17 @@ def cmd_emulator(args: argparse.Namespace) -> int:
                         ("--task-duration", args.task_duration)):
         if value < 0:
             raise CliError(f"{flag} must be 0 or more")
-    if not 0.0 <= args.fault_rate <= 1.0:
-        raise CliError("--fault-rate must be between 0 and 1")
+    for flag, rate in (("--fault-rate", args.fault_rate), ("--failure-rate", args.failure_rate),
+                       ("--abort-rate", args.abort_rate)):
+        if not 0.0 <= rate <= 1.0:
+            raise CliError(f"{flag} must be between 0 and 1")
+    if args.failure_rate + args.abort_rate > 1.0:
+        raise CliError("--failure-rate and --abort-rate must add up to 1 or less")
     key = os.environ.get("VOD_EMULATOR_SECRET_KEY")   # a key of your own, never printed
     emu = emulator.VodEmulator(secret_key=key or emulator.DEFAULT_SECRET_KEY, host=args.host, port=args.port,
                                rps=args.rps, latency=args.latency, task_duration=args.task_duration,
-                               fault_rate=args.fault_rate)
+                               fault_rate=args.fault_rate, failure_rate=args.failure_rate,
+                               abort_rate=args.abort_rate)
     emu.inject(*args.fault)   # ValueError (one line) for an unknown fault
     key_hint = ('"$VOD_EMULATOR_SECRET_KEY"' if key else
                 f"{emulator.DEFAULT_SECRET_KEY} (the emulator's fixed public test key, not a secret)")
@@ -617,7 +622,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of calls answered with a random fault (default %(default)s)")
     p.add_argument("--task-duration", type=float, default=5.0,
                    help="seconds from creation to FINISH (default %(default)s); a URL containing "
-                        "'abort' ends ABORTED")
+                        "'abort' ends ABORTED, one containing 'fail' ends FINISH with ErrCode 70000")
+    p.add_argument("--failure-rate", type=float, default=0.0,
+                   help="share of tasks that end FINISH with ErrCode 70000 and no output (default %(default)s)")
+    p.add_argument("--abort-rate", type=float, default=0.0,
+                   help="share of tasks that end ABORTED (default %(default)s)")
     p.set_defaults(func=cmd_emulator)
 
     p = sub.add_parser(
