@@ -271,11 +271,17 @@ MISBEHAVING = '''
 import time
 from redraw.app import handle
 
+VERSION = 1
+
 
 def main_handler(event, context):
     path = event.get("path") if isinstance(event, dict) else None
     if path == "/hang":
         time.sleep(30)
+    if path == "/slow":
+        open(__file__ + ".slow-started", "w").close()
+        time.sleep(1.5)
+        return {"version": VERSION}
     if path == "/raise":
         raise RuntimeError("token=CANARY must never reach the caller")
     if path == "/plain":
@@ -285,10 +291,10 @@ def main_handler(event, context):
 '''
 
 
-def test_code_changes_start_new_instances_and_a_broken_change_keeps_the_old(tmp_path, vod):
+def test_reload_and_a_function_that_misbehaves(tmp_path, vod):
     root = _copy_checkout(tmp_path)
     (root / "handler.py").write_text(MISBEHAVING)
-    with Served("--endpoint", vod.url, "--instances", "2", "--timeout", "2",
+    with Served("--endpoint", vod.url, "--instances", "2", "--timeout", "1",
                 env=function_env(root), cwd=root) as running:
         # a function that raises, returns something else, or hangs: answered as the platform does
         status, _, raw = running.request("GET", "/raise")
@@ -299,31 +305,22 @@ def test_code_changes_start_new_instances_and_a_broken_change_keeps_the_old(tmp_
         assert status == 504 and time.monotonic() - started < 10
         assert running.request("POST", "/redraw", BODY)[0] == 200  # the hung instance was replaced
 
-        # a change to the function: new instances serve the next requests
+        # a change to the function: new instances serve the next requests; one in flight finishes on the old
+        in_flight: list = []
+        thread = threading.Thread(target=lambda: in_flight.append(running.request("GET", "/slow")))
+        thread.start()
+        wait_for(lambda: (root / "handler.py.slow-started").exists(), 10, "the request inside an instance")
         source = (root / "handler.py").read_text()
-        (root / "handler.py").write_text(source.replace("return answer", 'answer["headers"]["X-Reloaded"] = "1"\n'
-                                                                         "    return answer"))
+        (root / "handler.py").write_text(source.replace("VERSION = 1", "VERSION = 2").replace(
+            "return answer", 'answer["headers"]["X-Reloaded"] = "1"\n    return answer'))
         wait_for(lambda: running.request("POST", "/redraw", BODY)[1].get("x-reloaded") == "1", 30, "the reload")
         assert any("code changed (handler.py)" in line for line in running.errors())
+        thread.join(30)
+        assert in_flight and in_flight[0][0] == 200 and _json(in_flight[0][2]) == {"version": 1}
+        assert _json(running.request("GET", "/slow")[2]) == {"version": 2}
 
         # a change that does not import: the previous code keeps serving
         (root / "redraw" / "core.py").write_text((root / "redraw" / "core.py").read_text() + "\nthis is not python\n")
         wait_for(lambda: any("does not start" in line for line in running.errors()), 30, "the failed reload")
         status, headers, _ = running.request("POST", "/redraw", BODY)
         assert status == 200 and headers.get("x-reloaded") == "1"
-
-
-def test_requests_in_flight_finish_on_the_old_instances(tmp_path, vod):
-    root = _copy_checkout(tmp_path)
-    slow = MISBEHAVING.replace('if path == "/hang":\n        time.sleep(30)',
-                               'if path == "/slow":\n        time.sleep(2)\n        return {"slow": True}')
-    (root / "handler.py").write_text(slow)
-    with Served("--endpoint", vod.url, "--instances", "1", env=function_env(root), cwd=root) as running:
-        answers: list = []
-        thread = threading.Thread(target=lambda: answers.append(running.request("GET", "/slow")))
-        thread.start()
-        time.sleep(0.5)
-        (root / "handler.py").write_text(slow.replace("return {\"slow\": True}", "return {\"slow\": 2}"))
-        thread.join(30)
-        assert answers and answers[0][0] == 200 and _json(answers[0][2]) == {"slow": True}
-        wait_for(lambda: _json(running.request("GET", "/slow")[2]) == {"slow": 2}, 30, "the new code")

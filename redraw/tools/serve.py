@@ -265,7 +265,7 @@ class Pool:
 
     def __init__(self, size: int, env: Dict[str, str], time_limit_ms: int) -> None:
         self.size, self.env, self.time_limit_ms = size, env, time_limit_ms
-        self._idle: "queue.Queue[Worker]" = queue.Queue()
+        self._idle: "queue.Queue[Worker]" = queue.LifoQueue()
         self._generation = 0
         self._workers: set = set()
         self._lock = threading.Lock()
