@@ -243,6 +243,10 @@ class Worker:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+        try:
+            self.answers.close()
+        except (OSError, ValueError):
+            pass
 
     def finish(self, timeout: float) -> None:
         self.close()
@@ -881,6 +885,9 @@ def run(args: Any) -> int:
                  "stdout; Ctrl-C stops")
             for line in lines:
                 _say(line)
+            if not cli.is_loopback(args.host):
+                _say(f"warning: listening on {args.host}: anyone who can reach this port can create tasks "
+                     "(the function does not authenticate callers; in the cloud, CAM does)")
             while not stop.wait(0.5):
                 pass
             _say("stopping: requests in flight finish, then the instances exit")
