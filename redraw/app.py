@@ -130,8 +130,11 @@ def handle(event: Any, context: Any) -> Any:
         log.error("event.rejected", outcome="rejected", error=off.code, reason=off.message,
                   duration_ms=ms_since(started))
         raise off
+    # An HTTP caller waits for the answer: it gets one within REDRAW_HTTP_BUDGET_MS (past it, the retry
+    # path answers 503 with Retry-After and the SessionId). Asynchronous and batch triggers keep the whole limit.
+    budget_ms = rt.settings.http_budget_ms if trigger in sources.HTTP_TRIGGERS else None
     deadline = Deadline(_time_limit_ms(ctx, rt.settings.default_time_limit_ms),
-                        rt.settings.safety_margin_ms, start=started)
+                        rt.settings.safety_margin_ms, start=started, cap_ms=budget_ms)
     source = importlib.import_module(f"{sources.__name__}.{_MODULES[trigger]}")
     try:
         return source.handle(rt, event, deadline, log)

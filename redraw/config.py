@@ -218,6 +218,9 @@ class Settings:
                                 _range(0, 60000), 1500)
     default_time_limit_ms: int = var("REDRAW_DEFAULT_TIME_LIMIT_MS", "time budget when the context has no time_limit_in_ms",
                                      _range(100, 900000), 30000)
+    http_budget_ms: int = var("REDRAW_HTTP_BUDGET_MS", "time an HTTP request (function URL, API Gateway) may take: past "
+                              "it, 503 with Retry-After and the SessionId; COS, CKafka and direct invocations keep "
+                              "the whole time limit", _range(1000, 900000), 10000)
     # Validated here; logs.configure reads the variable itself, before settings exist.
     log_level: str = var("REDRAW_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR",
                          _one_of("DEBUG", "INFO", "WARNING", "ERROR", upper=True), "INFO")

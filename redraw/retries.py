@@ -25,13 +25,16 @@ THROTTLE_WAIT = (0.05, 0.3)  # seconds, uniform: the pause after RequestLimitExc
 
 
 class Deadline:
-    """The end of the usable part of an invocation (timeout minus a safety margin)."""
+    """The end of the usable part of an invocation (timeout minus a safety margin), or of the caller's
+    budget (``cap_ms``, HTTP requests) when that comes first."""
 
     def __init__(self, limit_ms: float, margin_ms: float, start: Optional[float] = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, cap_ms: Optional[float] = None) -> None:
         self.clock = clock
         self.start = clock() if start is None else start
         usable = max(0.0, limit_ms - min(margin_ms, limit_ms * 0.5)) / 1000.0
+        if cap_ms is not None:  # a caller's clock (HTTP): answer within cap_ms of the start, whatever the limit
+            usable = min(usable, max(0.0, cap_ms) / 1000.0)
         self.end = self.start + usable
 
     def remaining(self) -> float:

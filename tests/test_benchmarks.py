@@ -39,3 +39,14 @@ def test_scale_model_smoke_run():
     rows = [line.split("|")[1:3] for line in out.stdout.splitlines() if line.startswith(("| 1 ", "| 4 "))]
     assert [[c.strip() for c in r] for r in rows] == [["1", "adaptive"], ["1", "oracle"], ["4", "adaptive"],
                                                        ["4", "oracle"]]
+
+
+def test_serve_benchmark_smoke_run():
+    """benchmarks/serve_bench.py at tiny sizes: a real server, real bursts, a real watched folder."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOD_", "REDRAW_", "TENCENTCLOUD_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    out = subprocess.run([sys.executable, "benchmarks/serve_bench.py", "--smoke"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    for row in ("warm request through `redraw serve`", "50 concurrent requests", "watch: file closed"):
+        assert row in out.stdout, row

@@ -348,6 +348,19 @@ def test_emulator_rejects_unknown_faults(capsys):
     assert "unknown fault" in one_error_line(err)
 
 
+def test_emulator_failure_and_abort_rates(capsys, monkeypatch):
+    from redraw.tools import emulator as emulator_module
+
+    seen = []
+    monkeypatch.setattr(emulator_module, "serve", lambda emu, banner: seen.append(emu) or 0)
+    code, _, _ = run(capsys, "emulator", "--port", "0", "--failure-rate", "0.25", "--abort-rate", "0.1")
+    assert code == 0 and (seen[0].failure_rate, seen[0].abort_rate) == (0.25, 0.1)
+    for bad in (["--failure-rate", "1.5"], ["--abort-rate", "-1"], ["--failure-rate", "0.6", "--abort-rate", "0.6"]):
+        code, _, err = run(capsys, "emulator", "--port", "0", *bad)
+        assert code == 2 and bad[0] in one_error_line(err), bad
+    assert len(seen) == 1
+
+
 # --- status -------------------------------------------------------------------------------------
 
 def test_status_wait_reaches_finish(env, emulator, capsys):
@@ -355,7 +368,7 @@ def test_status_wait_reaches_finish(env, emulator, capsys):
     task_id = create_task(f"{BASE_URL}/clip.mp4")
     code, out, err = run(capsys, "status", task_id, "--wait", "--interval", "0.05", "--timeout", "10")
     assert code == 0, err
-    assert "FINISH" in out and f"https://emulator.vod.invalid/aigc/{task_id}.mp4" in out
+    assert "FINISH" in out and f"{emulator.url}/aigc/{task_id}.mp4?t=" in out
     assert "100% FINISH" in err.splitlines() and "\r" not in err   # not a terminal: plain lines
 
 

@@ -12,6 +12,7 @@ import threading
 import time
 import types
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from tencentcloud.common import abstract_client
@@ -590,7 +591,9 @@ def test_describe_lifecycle_finish_permanent(emu):
     assert info["StorageMode"] == "Permanent" and info["FileType"] == "mp4"
     assert (info["MediaName"], info["ClassId"], info["ExpireTime"]) == ("redrawn", 3, "2030-01-01T00:00:00Z")
     assert re.fullmatch(r"5285890\d{12}", info["FileId"])
-    assert info["FileUrl"].startswith("https://") and info["FileUrl"].endswith(".mp4")
+    # a signed URL on the emulator, valid until the requested ExpireTime (2030-01-01T00:00:00Z)
+    assert info["FileUrl"] == (f"{emu.url}/aigc/{task_id}.mp4?t={1893456000:x}&sign="
+                               + info["FileUrl"].rsplit("&sign=", 1)[1])
     iso = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
     for key in ("CreateTime", "BeginProcessTime", "FinishTime"):
         assert iso.match(final[key]), key
@@ -603,7 +606,8 @@ def test_describe_temporary_output_has_url_only(emu):
     info = wait_final(client, task_id)["AigcVideoRedrawTask"]["Output"]["FileInfo"]
     assert info["StorageMode"] == "Temporary"
     assert info["FileId"] == ""
-    assert info["FileUrl"] == f"https://emulator.vod.invalid/aigc/{task_id}.mp4"
+    assert re.fullmatch(re.escape(f"{emu.url}/aigc/{task_id}.mp4?t=") + r"[0-9a-f]+&sign=[0-9a-f]{64}",
+                        info["FileUrl"])
 
 
 def test_describe_progress_is_time_driven(emu):
@@ -691,3 +695,465 @@ def test_main_rejects_bad_fault():
                          cwd=ROOT, capture_output=True, text=True, timeout=10, check=False)
     assert out.returncode == 2
     assert "unknown fault" in out.stderr
+
+
+# --------------------------------------------------------------------------- how tasks end
+FAIL_URL = "https://example.com/will-fail.mp4"
+DAY = 24 * 3600.0
+SAMPLE = ROOT / "redraw" / "tools" / "data" / "redrawn-sample.mp4"
+ISO_Z = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def iso_epoch(text):
+    import calendar
+    return calendar.timegm(time.strptime(text, ISO_Z))
+
+
+@pytest.fixture
+def fast():
+    with VodEmulator(known_file_ids={KNOWN_FILE, "52858907failing"}, task_duration=0.05) as emulator:
+        yield emulator
+
+
+def finished(emulator, client=None, **params):
+    """Create a task and wait for its end; returns (TaskId, DescribeTaskDetail response)."""
+    client = client or make_client(emulator, keep_alive=True)
+    task_id = client.call_json(CREATE, url_params(**params))["Response"]["TaskId"]
+    return task_id, wait_final(client, task_id)
+
+
+def fetch(url, method="GET", headers=None, timeout=5):
+    """(status, headers, body) of a plain HTTP/1.1 request."""
+    split = urlsplit(url)
+    conn = http.client.HTTPConnection(split.hostname, split.port, timeout=timeout)
+    try:
+        conn.request(method, split.path + ("?" + split.query if split.query else ""), headers=headers or {})
+        resp = conn.getresponse()
+        body = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
+    finally:
+        conn.close()
+
+
+def output_url(detail):
+    return detail["AigcVideoRedrawTask"]["Output"]["FileInfo"]["FileUrl"]
+
+
+def assert_failed(detail):
+    assert detail["Status"] == "FINISH" and detail["FinishTime"]
+    task = detail["AigcVideoRedrawTask"]
+    assert (task["Status"], task["ErrCode"], task["ErrCodeExt"]) == ("FINISH", 70000, "InternalError")
+    assert task["Message"] and task["Output"] is None
+
+
+@pytest.mark.parametrize(
+    "file_info", [{"Type": "Url", "Url": FAIL_URL}, {"Type": "File", "FileId": "52858907failing"}])
+def test_fail_keyword_ends_finish_with_err_code_and_no_output(fast, file_info):
+    task_id, final = finished(fast, FileInfo=file_info)
+    assert_failed(final)
+    assert final["AigcVideoRedrawTask"]["Progress"] == 100
+    assert fetch(fast.output_url(task_id))[0] == 404  # nothing to download
+
+
+def test_failure_rate_and_abort_rate():
+    with VodEmulator(task_duration=0.05, failure_rate=1.0, rps=0) as emu:
+        assert_failed(finished(emu)[1])
+    with VodEmulator(task_duration=0.05, abort_rate=1.0, rps=0) as emu:
+        _, final = finished(emu)
+        task = final["AigcVideoRedrawTask"]
+        assert (final["Status"], task["Status"], task["ErrCode"], task["Output"]) == ("ABORTED", "ABORTED", 70000, None)
+    with pytest.raises(ValueError):
+        VodEmulator(failure_rate=1.5)
+    with pytest.raises(ValueError):
+        VodEmulator(failure_rate=0.6, abort_rate=0.6)
+
+
+def ending(detail):
+    task = detail["AigcVideoRedrawTask"]
+    return detail["Status"], task["ErrCode"], task["Output"] is None
+
+
+def test_a_tasks_fate_is_drawn_once_and_never_changes():
+    with VodEmulator(task_duration=0.05, failure_rate=0.4, abort_rate=0.3, fault_seed=11, rps=0) as emu:
+        client = make_client(emu, keep_alive=True)
+        ids = [client.call_json(CREATE, url_params())["Response"]["TaskId"] for _ in range(40)]
+        time.sleep(0.1)
+        first = {t: ending(describe(client, t)) for t in ids}
+        assert set(first.values()) == {("FINISH", 0, False), ("FINISH", 70000, True), ("ABORTED", 70000, True)}
+        emu.failure_rate, emu.abort_rate = 0.0, 1.0  # later tasks only
+        assert {t: ending(describe(client, t)) for t in ids} == first
+        assert ending(wait_final(client, client.call_json(CREATE, url_params())["Response"]["TaskId"]))[0] == (
+            "ABORTED")
+
+
+def test_task_durations_are_drawn_per_task():
+    with VodEmulator(task_durations=(100.0, 200.0), fault_seed=3, rps=0) as emu:
+        client = make_client(emu, keep_alive=True)
+        ids = [client.call_json(CREATE, url_params())["Response"]["TaskId"] for _ in range(20)]
+        for task_id in ids:
+            emu.age_task(task_id, 150.0)
+        states = [describe(client, t)["Status"] for t in ids]
+        assert set(states) == {"FINISH", "PROCESSING"}  # half-way through the range: some done, some not
+        emu.task_durations = (0.0, 0.0)  # applies to new tasks only
+        emu.task_duration = 0.0
+        again = [describe(client, t)["Status"] for t in ids]
+        assert "PROCESSING" in again
+        assert all(b == "FINISH" for a, b in zip(states, again) if a == "FINISH")
+        times = {describe(client, t)["FinishTime"] for t in ids if describe(client, t)["Status"] == "FINISH"}
+        assert len(times) > 1
+    with pytest.raises(ValueError):
+        VodEmulator(task_durations=(2.0, 1.0))
+
+
+def test_tasks_older_than_three_days_are_unknown(fast):
+    client = make_client(fast, keep_alive=True)
+    task_id, _ = finished(fast, client, SessionId="old-1")
+    fast.age_task(task_id, 3 * DAY - 60)
+    assert describe(client, task_id)["Status"] == "FINISH"
+    assert api_error(client, CREATE, url_params(SessionId="old-1")).code == "InvalidParameterValue.SessionId"
+    fast.age_task(task_id, 120)
+    err = api_error(client, DESCRIBE, {"TaskId": task_id, "SubAppId": 221073})
+    assert (err.code, err.message) == ("InvalidParameterValue.TaskId", "TaskId does not exist")
+    assert client.call_json(CREATE, url_params(SessionId="old-1"))["Response"]["TaskId"]  # dedup window over too
+    recent = fast.add_task(221073, age=2 * DAY)
+    assert describe(client, recent, SubAppId=221073)["Status"] == "FINISH"
+    old = fast.add_task(221073, FAIL_URL, age=3 * DAY + 1)
+    assert api_error(client, DESCRIBE, {"TaskId": old}).code == "InvalidParameterValue.TaskId"
+    assert TASK_ID_RE.match(old) and fast.calls[-1]["action"] == DESCRIBE  # add_task sends nothing
+
+
+# --------------------------------------------------------------------------- outputs
+def test_sample_is_a_small_real_mp4():
+    data = SAMPLE.read_bytes()
+    assert 1000 < len(data) < 50_000
+    boxes, pos = [], 0
+    while pos < len(data):  # top-level ISO BMFF boxes cover the file exactly
+        size = int.from_bytes(data[pos:pos + 4], "big")
+        assert size >= 8
+        boxes.append(data[pos + 4:pos + 8])
+        pos += size
+    assert pos == len(data)
+    assert boxes[0] == b"ftyp" and b"moov" in boxes and b"mdat" in boxes
+    assert b"avc1" in data  # H.264
+    assert emulator_module.sample_mp4() == data
+
+
+def test_succeeded_task_serves_its_mp4(fast):
+    client = make_client(fast, keep_alive=True)
+    task_id, final = finished(fast, client, SessionId="out-1")
+    info = final["AigcVideoRedrawTask"]["Output"]["FileInfo"]
+    assert (info["StorageMode"], info["FileType"], info["FileId"]) == ("Temporary", "mp4", "")
+    assert iso_epoch(info["ExpireTime"]) == iso_epoch(final["FinishTime"]) + 7 * 86400
+    url = info["FileUrl"]
+    assert urlsplit(url).path == f"/aigc/{task_id}.mp4"
+    query = dict(p.split("=", 1) for p in urlsplit(url).query.split("&"))
+    assert abs(int(query["t"], 16) - iso_epoch(info["ExpireTime"])) <= 1
+    status, headers, body = fetch(url)
+    assert status == 200 and headers["content-type"] == "video/mp4"
+    assert body == SAMPLE.read_bytes() and body[4:8] == b"ftyp"
+    assert int(headers["content-length"]) == len(body)
+    assert headers["etag"].startswith('"') and headers["accept-ranges"] == "bytes"
+    status, head_headers, head_body = fetch(url, "HEAD")
+    assert (status, head_body) == (200, b"")
+    assert (head_headers["content-length"], head_headers["etag"]) == (headers["content-length"], headers["etag"])
+    assert fetch(url)[2] == body
+    assert fast.downloads == 2  # two GETs; HEAD is not a download
+    record = fast.calls[-1]
+    assert (record["action"], record["task_id"], record["outcome"], record["bytes"]) == (
+        "GetOutput", task_id, "ok", len(body))
+    assert url.split("sign=")[1] not in json.dumps(fast.calls)  # the signature is not recorded
+    # still a POST-only API at "/"
+    assert fetch(f"{fast.url}/")[0] == 200 and json.loads(fetch(f"{fast.url}/")[2])["Response"]["Error"]
+
+
+def test_permanent_output_has_file_id_and_url(fast):
+    _, final = finished(fast, OutputConfig={"StorageMode": "Permanent"})
+    info = final["AigcVideoRedrawTask"]["Output"]["FileInfo"]
+    assert re.fullmatch(r"5285890\d{12}", info["FileId"])
+    assert iso_epoch(info["ExpireTime"]) == iso_epoch(final["FinishTime"]) + 7 * 86400
+    assert fetch(info["FileUrl"])[2][4:8] == b"ftyp"
+
+
+def test_range_requests(fast):
+    url = output_url(finished(fast)[1])
+    full = fetch(url)[2]
+    size = len(full)
+    status, headers, body = fetch(url, headers={"Range": "bytes=0-7"})
+    assert (status, body, headers["content-range"]) == (206, full[:8], f"bytes 0-7/{size}")
+    assert headers["content-length"] == "8"
+    assert fetch(url, headers={"Range": "bytes=-100"})[2] == full[-100:]
+    assert fetch(url, headers={"Range": f"bytes=100-{size + 50}"})[2] == full[100:]
+    parts = [fetch(url, headers={"Range": f"bytes={a}-{a + 999}"})[2] for a in range(0, size, 1000)]
+    assert b"".join(parts) == full
+    status, headers, _ = fetch(url, headers={"Range": f"bytes={size}-"})
+    assert (status, headers["content-range"]) == (416, f"bytes */{size}")
+    assert fetch(url, headers={"Range": "bytes=0-1,5-9"})[:1] == (200,)  # several ranges: the whole file
+    assert [c["outcome"] for c in fast.calls if c["action"] == "GetOutput"][1:3] == ["partial", "partial"]
+
+
+def test_bad_or_missing_signature_is_403(fast):
+    url = output_url(finished(fast)[1])
+    base, sign = url.rsplit("&sign=", 1)
+    bad_sign = base + "&sign=" + ("0" if sign[0] != "0" else "1") + sign[1:]
+    other_task = url.replace("-AigcVideoRedrawTask-", "-AigcVideoRedrawTask-0")
+    later_t = re.sub(r"t=([0-9a-f]+)", lambda m: f"t={int(m.group(1), 16) + 1:x}", url)
+    for wrong in (bad_sign, base, url.split("?")[0], other_task, later_t):
+        status, headers, body = fetch(wrong)
+        assert status == 403, wrong
+        assert headers["content-type"].startswith("text/plain") and b"signature" in body and b"expired" not in body
+    assert fetch(url)[0] == 200
+
+
+def test_expired_url_is_403_saying_so(fast):
+    client = make_client(fast, keep_alive=True)
+    task_id, final = finished(fast, client)
+    url = output_url(final)
+    status, _, body = fetch(fast.output_url(task_id, expires=time.time() - 5))
+    assert status == 403 and b"expired" in body
+    fast.expire_output(task_id)
+    status, _, body = fetch(url)  # the URL handed out before
+    assert status == 403 and b"expired" in body
+    info = describe(client, task_id)["AigcVideoRedrawTask"]["Output"]["FileInfo"]
+    assert iso_epoch(info["ExpireTime"]) < time.time()
+    assert fetch(info["FileUrl"])[0] == 403
+    fast.output_ttl = 0.0  # a task whose output lifetime is over when it finishes
+    assert fetch(output_url(finished(fast, client)[1]))[0] == 403
+
+
+def test_unknown_or_unfinished_output_is_404(fast):
+    assert fetch(fast.output_url("221073-AigcVideoRedrawTask-" + "0" * 32))[0] == 404
+    assert fetch(f"{fast.url}/aigc/nothing-here")[0] == 404
+    fast.task_duration = 60.0
+    running = make_client(fast).call_json(CREATE, url_params())["Response"]["TaskId"]
+    assert fetch(fast.output_url(running))[0] == 404
+    fast.task_duration = 0.05
+    task_id, final = finished(fast)
+    fast.reset()  # the emulator forgot the task: a correctly signed URL of nothing
+    assert fetch(output_url(final))[0] == 404
+    assert fast.calls[-1]["task_id"] == task_id and fast.calls[-1]["outcome"] == "not_found"
+
+
+def test_large_output_is_streamed_with_constant_memory():
+    import hashlib
+    import tracemalloc
+
+    size = 20 * 1024 * 1024
+    with VodEmulator(task_duration=0.05, output_bytes=size) as emu:
+        url = output_url(finished(emu)[1])
+
+        def download():
+            split = urlsplit(url)
+            conn = http.client.HTTPConnection(split.hostname, split.port, timeout=10)
+            conn.request("GET", f"{split.path}?{split.query}")
+            resp = conn.getresponse()
+            digest, total, head, window = hashlib.sha256(), 0, b"", b""
+            while True:
+                chunk = resp.read(64 * 1024)
+                if not chunk:
+                    break
+                if total < 4096:
+                    head += chunk[:4096]
+                if total <= 10_000_000 < total + len(chunk):
+                    window = chunk[10_000_000 - total:10_000_000 - total + 100]
+                digest.update(chunk)
+                total += len(chunk)
+            conn.close()
+            return resp, total, digest.hexdigest(), head, window
+
+        tracemalloc.start()
+        try:
+            resp, total, first, head, window = download()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert resp.status == 200 and total == size == int(resp.getheader("Content-Length"))
+        assert peak < 4 * 1024 * 1024, peak  # server and client together: nothing near 20 MB
+        sample = SAMPLE.read_bytes()
+        assert head[:len(sample)] == sample and head[4:8] == b"ftyp"
+        assert head[len(sample) + 4:len(sample) + 8] == b"free"  # the filler is one MP4 box
+        assert int.from_bytes(head[len(sample):len(sample) + 4], "big") == size - len(sample)
+        again = download()
+        assert (again[2], again[0].getheader("ETag")) == (first, resp.getheader("ETag"))
+        assert fetch(url, headers={"Range": "bytes=10000000-10000099"})[2] == window
+        one = fetch(url, headers={"Range": "bytes=1048576-1114111"})[2]
+        two = fetch(url, headers={"Range": "bytes=2097152-2162687"})[2]
+        assert len(one) == len(two) == 65536 and one != two  # misplaced parts would change the hash
+        emu.output_bytes = 1000  # the size of an output is fixed at its first download
+        assert int(fetch(url, "HEAD")[1]["content-length"]) == size
+        assert int(fetch(output_url(finished(emu)[1]), "HEAD")[1]["content-length"]) == len(sample)
+
+
+# --------------------------------------------------------------------------- output faults
+def test_output_fault_cut_is_a_detectable_short_read(fast):
+    import requests
+
+    url = output_url(finished(fast)[1])
+    size = len(SAMPLE.read_bytes())
+    fast.inject_output("cut", "cut")
+    split = urlsplit(url)
+    conn = http.client.HTTPConnection(split.hostname, split.port, timeout=5)
+    conn.request("GET", f"{split.path}?{split.query}")
+    resp = conn.getresponse()
+    assert resp.status == 200 and int(resp.getheader("Content-Length")) == size
+    with pytest.raises(http.client.IncompleteRead) as info:
+        resp.read()
+    assert len(info.value.partial) == size // 2
+    conn.close()
+    with requests.get(url, timeout=5, stream=True) as streamed:  # as a downloader would read it
+        assert streamed.status_code == 200
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+            b"".join(streamed.iter_content(1024))
+    assert fetch(url)[2] == SAMPLE.read_bytes()
+    assert [c["outcome"] for c in fast.calls[-3:]] == ["cut", "cut", "ok"]
+    assert fast.calls[-3]["bytes"] == size // 2
+
+
+def test_output_faults_http_drop_slow(fast):
+    url = output_url(finished(fast)[1])
+    fast.inject_output("http500", "http503", "drop", "slow:1", "slow:0.2")
+    assert fast.pending_faults_for("GetOutput") == ["http500", "http503", "drop", "slow:1", "slow:0.2"]
+    assert fetch(url)[0] == 500
+    assert fetch(url)[0] == 503
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+        fetch(url)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        fetch(url, timeout=0.2)
+    assert time.monotonic() - started < 0.8
+    started = time.monotonic()
+    assert fetch(url)[0] == 200
+    assert time.monotonic() - started >= 0.2
+    assert fast.pending_faults_for("GetOutput") == [] and fast.pending_faults == []
+    assert fetch(fast.output_url(finished(fast)[0]))[0] == 200
+    for bad in ("InternalError", "malformed", "cut:1", "http404"):
+        with pytest.raises(ValueError):
+            fast.inject_output(bad)
+    fast.inject_output("http500")
+    assert fetch(url.replace("sign=", "sign=0"))[0] == 403  # a bad signature consumes no fault
+    assert fast.pending_faults_for("GetOutput") == ["http500"]
+
+
+def test_random_output_faults():
+    with VodEmulator(task_duration=0.05, output_fault_rate=1.0, fault_seed=5) as emu:
+        url = output_url(finished(emu)[1])
+        for _ in range(6):
+            try:
+                fetch(url, timeout=2)
+            except (OSError, http.client.HTTPException):
+                pass
+        faults = [c["fault"] for c in emu.calls if c["action"] == "GetOutput"]
+        assert len(faults) == 6 and all(f in emulator_module.RANDOM_OUTPUT_FAULTS for f in faults)
+        assert not any(c["fault"] for c in emu.calls if c["action"] != "GetOutput")
+
+
+# --------------------------------------------------------------------------- DescribeTaskDetail limit and faults
+def test_describe_rate_limit_is_its_own():
+    with VodEmulator(rps=5, task_duration=0.05) as emu:
+        client = make_client(emu, keep_alive=True)
+        task_id = client.call_json(CREATE, url_params())["Response"]["TaskId"]
+        started = time.monotonic()
+        codes = []
+        for _ in range(110):
+            try:
+                describe(client, task_id)
+                codes.append("ok")
+            except TencentCloudSDKException as exc:
+                codes.append(exc.code)
+        assert time.monotonic() - started < 1.0  # all within one second of the first
+        assert codes[:100] == ["ok"] * 100 and codes[100:] == ["RequestLimitExceeded"] * 10
+        assert (emu.describe_limit_hits, emu.rate_limit_hits) == (10, 0)
+        for _ in range(4):  # creating is not limited by the describes
+            client.call_json(CREATE, url_params())
+        assert api_error(client, CREATE, url_params()).code == "RequestLimitExceeded"
+        assert (emu.describe_limit_hits, emu.rate_limit_hits) == (10, 1)
+        time.sleep(1.05)
+        assert describe(client, task_id)["Status"] == "FINISH"  # describing is not limited by the creates
+        emu.reset()
+        assert emu.describe_limit_hits == 0
+    with VodEmulator(describe_rps=0) as emu:
+        client = make_client(emu, keep_alive=True)
+        for _ in range(150):
+            assert api_error(client, DESCRIBE, {"TaskId": "x"}).code == "InvalidParameterValue.TaskId"
+        assert emu.describe_limit_hits == 0
+
+
+def test_faults_per_action(fast):
+    client = make_client(fast, keep_alive=True)
+    task_id = client.call_json(CREATE, url_params())["Response"]["TaskId"]
+    fast.inject("InternalError", "RequestLimitExceeded", "http503", action=DESCRIBE)
+    fast.inject("FailedOperation")
+    assert fast.pending_faults == ["FailedOperation"]
+    assert fast.pending_faults_for(DESCRIBE) == ["InternalError", "RequestLimitExceeded", "http503"]
+    assert api_error(client, DESCRIBE, {"TaskId": task_id}).code == "InternalError"
+    assert api_error(client, CREATE, url_params()).code == "FailedOperation"
+    assert client.call_json(CREATE, url_params())["Response"]["TaskId"]  # create's queue is empty now
+    assert api_error(client, DESCRIBE, {"TaskId": task_id}).code == "RequestLimitExceeded"
+    assert api_error(client, DESCRIBE, {"TaskId": task_id}).code == "ServerNetworkError"
+    assert describe(client, task_id)["TaskType"] == "AigcVideoRedrawTask"
+    assert fast.describe_limit_hits == 0  # an injected RequestLimitExceeded is not the limit
+    fast.inject("drop", "malformed", "slow:1", action=DESCRIBE)
+    assert api_error(client, DESCRIBE, {"TaskId": task_id}).code == "ClientNetworkError"
+    with pytest.raises(ValueError):
+        client.call_json(DESCRIBE, {"TaskId": task_id})
+    err = api_error(make_client(fast, timeout=0.3), DESCRIBE, {"TaskId": task_id})
+    assert err.code == "ClientNetworkError" and "timed out" in err.message.lower()
+    described = [c["fault"] for c in fast.calls if c["action"] == DESCRIBE and c["fault"]]
+    assert described == ["InternalError", "RequestLimitExceeded", "http503", "drop", "malformed", "slow:1"]
+    with pytest.raises(ValueError):
+        fast.inject("InternalError", action="GetOutput")
+    with pytest.raises(ValueError):
+        fast.inject("boom", action=DESCRIBE)
+    fast.inject("InternalError", action=DESCRIBE)
+    fast.clear_faults()
+    assert fast.pending_faults_for(DESCRIBE) == []
+
+
+def test_random_describe_faults_leave_create_alone():
+    def run(interleave):
+        with VodEmulator(fault_rate=0.5, describe_fault_rate=1.0 if interleave else 0.0, fault_seed=9,
+                         rps=0) as emu:
+            client = make_client(emu, timeout=2)
+            for _ in range(8):
+                try:
+                    client.call_json(CREATE, url_params())
+                except (TencentCloudSDKException, ValueError):
+                    pass
+                if interleave:
+                    try:
+                        client.call_json(DESCRIBE, {"TaskId": "x"})
+                    except (TencentCloudSDKException, ValueError):
+                        pass
+            calls = emu.calls
+            return ([c["fault"] for c in calls if c["action"] == CREATE],
+                    [c["fault"] for c in calls if c["action"] == DESCRIBE])
+
+    plain, _ = run(False)
+    create_faults, describe_faults = run(True)
+    assert create_faults == plain  # describing (with faults) does not shift create's seeded faults
+    assert len(describe_faults) == 8 and all(f in emulator_module.RANDOM_DESCRIBE_FAULTS for f in describe_faults)
+
+
+# --------------------------------------------------------------------------- CLI
+def test_main_new_options(tmp_path):
+    cmd = [sys.executable, "-m", "redraw.tools.emulator", "--port", "0", "--task-duration", "0.05",
+           "--output-bytes", "5000", "--describe-rps", "3", "--failure-rate", "0", "--abort-rate", "0"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(re.search(r":(\d+) ", proc.stdout.readline()).group(1))
+        client = make_client(types.SimpleNamespace(endpoint=f"127.0.0.1:{port}"), keep_alive=True)
+        task_id = client.call_json(CREATE, url_params())["Response"]["TaskId"]
+        time.sleep(0.1)
+        detail = describe(client, task_id)
+        status, headers, body = fetch(output_url(detail))
+        assert status == 200 and len(body) == 5000 and body[4:8] == b"ftyp"
+        describe(client, task_id)
+        describe(client, task_id)
+        assert api_error(client, DESCRIBE, {"TaskId": task_id}).code == "RequestLimitExceeded"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=5)
+    for bad in (["--failure-rate", "1.5"], ["--abort-rate", "-0.1"], ["--failure-rate", "0.7", "--abort-rate", "0.7"]):
+        out = subprocess.run([sys.executable, "-m", "redraw.tools.emulator", "--port", "0", *bad], cwd=ROOT,
+                             capture_output=True, text=True, timeout=10, check=False)
+        assert out.returncode == 2 and "rate" in out.stderr, bad

@@ -18,7 +18,8 @@ import pytest
 from conftest import ROOT
 
 #: Top-level names that belong to the tools or the tests, never to the function.
-TOOL_DEPENDENCIES = ("rich", "tqdm", "yaml", "pytest", "hypothesis", "_pytest", "qcloud_cos", "mypy", "ruff")
+TOOL_DEPENDENCIES = ("rich", "tqdm", "yaml", "pytest", "hypothesis", "_pytest", "qcloud_cos", "mypy", "ruff",
+                     "watchdog")
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +69,8 @@ def test_tool_dependencies_are_an_extra_the_function_never_installs():
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     runtime = re.search(r"^dependencies = \[(.*?)\]", pyproject, re.M | re.S).group(1)  # type: ignore[union-attr]
     runtime += (ROOT / "requirements.txt").read_text()
-    assert re.search(r'^tools = \["rich>=', pyproject, re.M)
-    for name in ("rich", "tqdm", "pyyaml", "pytest", "hypothesis"):
+    assert re.search(r'^tools = \["rich>=.*"watchdog>=', pyproject, re.M)
+    for name in ("rich", "tqdm", "pyyaml", "pytest", "hypothesis", "watchdog"):
         assert name not in runtime, name
 
 

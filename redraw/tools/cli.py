@@ -25,6 +25,7 @@ from ..errors import ConfigError, InvalidRequestError, RedrawError, UpstreamErro
 DEMO_SUB_APP_ID = "1500000001"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EVENT_KINDS = ("cos", "cos-delete", "url", "apigw", "ckafka", "direct")
+SERVE_TIMEOUT_S = 60      # serverless.yml's timeout (tests/test_serve.py keeps them equal)
 DEFAULT_KEY = "uploads/clip.mp4"
 _BUCKET_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?-[0-9]{5,}$")
 _REGION_RE = re.compile(r"^[a-z]{2,}(?:-[a-z0-9]+)+$")
@@ -141,11 +142,12 @@ def _refuse_real(host: str) -> CliError:
 
 @contextlib.contextmanager
 def vod_target(args: argparse.Namespace, *, embedded_ok: bool,
-               emulator_options: Optional[dict] = None) -> Iterator[Dict[str, Optional[str]]]:
+               emulator_options: Optional[dict] = None, quiet: bool = False) -> Iterator[Dict[str, Optional[str]]]:
     """Decide where VOD calls go; yields the environment changes that point there.
 
     Raises CliError (before any call) when that would be the real API without ``--real``.
-    With ``embedded_ok`` and no VOD_ENDPOINT at all, runs an in-process emulator meanwhile.
+    With ``embedded_ok`` and no VOD_ENDPOINT at all, runs an in-process emulator meanwhile (and says
+    so on stderr, unless ``quiet``: the caller says it itself).
     """
     from ..config import DEFAULT_ENDPOINT, parse_endpoint
 
@@ -169,8 +171,9 @@ def vod_target(args: argparse.Namespace, *, embedded_ok: bool,
 
     emulator = VodEmulator(**(emulator_options or {})).start()
     try:
-        _note(f"note: VOD_ENDPOINT is not set, so calls go to an in-process VOD emulator at "
-              f"{emulator.url}; nothing is sent to Tencent Cloud (--endpoint URL or --real to change)")
+        if not quiet:
+            _note(f"note: VOD_ENDPOINT is not set, so calls go to an in-process VOD emulator at "
+                  f"{emulator.url}; nothing is sent to Tencent Cloud (--endpoint URL or --real to change)")
         yield {"VOD_ENDPOINT": emulator.url, "TENCENTCLOUD_SECRETID": DEFAULT_SECRET_ID,
                "TENCENTCLOUD_SECRETKEY": DEFAULT_SECRET_KEY, "TENCENTCLOUD_SESSIONTOKEN": None,
                "VOD_SUB_APP_ID": os.environ.get("VOD_SUB_APP_ID") or DEMO_SUB_APP_ID}
@@ -311,12 +314,17 @@ def cmd_emulator(args: argparse.Namespace) -> int:
                         ("--task-duration", args.task_duration)):
         if value < 0:
             raise CliError(f"{flag} must be 0 or more")
-    if not 0.0 <= args.fault_rate <= 1.0:
-        raise CliError("--fault-rate must be between 0 and 1")
+    for flag, rate in (("--fault-rate", args.fault_rate), ("--failure-rate", args.failure_rate),
+                       ("--abort-rate", args.abort_rate)):
+        if not 0.0 <= rate <= 1.0:
+            raise CliError(f"{flag} must be between 0 and 1")
+    if args.failure_rate + args.abort_rate > 1.0:
+        raise CliError("--failure-rate and --abort-rate must add up to 1 or less")
     key = os.environ.get("VOD_EMULATOR_SECRET_KEY")   # a key of your own, never printed
     emu = emulator.VodEmulator(secret_key=key or emulator.DEFAULT_SECRET_KEY, host=args.host, port=args.port,
                                rps=args.rps, latency=args.latency, task_duration=args.task_duration,
-                               fault_rate=args.fault_rate)
+                               fault_rate=args.fault_rate, failure_rate=args.failure_rate,
+                               abort_rate=args.abort_rate)
     emu.inject(*args.fault)   # ValueError (one line) for an unknown fault
     key_hint = ('"$VOD_EMULATOR_SECRET_KEY"' if key else
                 f"{emulator.DEFAULT_SECRET_KEY} (the emulator's fixed public test key, not a secret)")
@@ -332,6 +340,14 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc} "
                        "(try another --port, or --port 0)", EXIT_FAILED) from None
+
+
+# --- serve ----------------------------------------------------------------------------------
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from . import serve
+
+    return serve.run(args)
 
 
 # --- status ---------------------------------------------------------------------------------
@@ -550,6 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  redraw generate-event cos --key 'uploads/My Clip.mp4' > event.json\n"
                "  redraw invoke event.json            # against an in-process VOD emulator\n"
                "  redraw emulator --port 9000         # a VOD emulator for other shells\n"
+               "  redraw serve --watch ./bucket       # the function over HTTP, a folder as its bucket\n"
                "  redraw submit events/manifest.csv   # bulk-submit a manifest\n"
                "  redraw status TASK_ID --wait\n"
                "Run 'redraw COMMAND --help' for each command's options.")
@@ -617,8 +634,51 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of calls answered with a random fault (default %(default)s)")
     p.add_argument("--task-duration", type=float, default=5.0,
                    help="seconds from creation to FINISH (default %(default)s); a URL containing "
-                        "'abort' ends ABORTED")
+                        "'abort' ends ABORTED, one containing 'fail' ends FINISH with ErrCode 70000")
+    p.add_argument("--failure-rate", type=float, default=0.0,
+                   help="share of tasks that end FINISH with ErrCode 70000 and no output (default %(default)s)")
+    p.add_argument("--abort-rate", type=float, default=0.0,
+                   help="share of tasks that end ABORTED (default %(default)s)")
     p.set_defaults(func=cmd_emulator)
+
+    p = sub.add_parser(
+        "serve", help="run the function behind a local HTTP server (and a folder as its bucket)",
+        formatter_class=formatter,
+        description="Serve the function locally as SCF runs it: each HTTP request becomes the function URL "
+                    "event the platform sends, handled by warm instances of main_handler (--instances "
+                    "processes, one event at a time each; more requests wait their turn), and the answer "
+                    "goes back as the platform sends it. The function's JSON log lines stream to stdout, the "
+                    "server's own lines to stderr (the first says where it listens). Code changes under "
+                    "redraw/ and handler.py start new instances. Ctrl-C or SIGTERM stops it (exit 0); a "
+                    "port in use exits 2.\n"
+                    "--watch DIR makes DIR the COS bucket: a file written and closed (or moved in) under it "
+                    "fires cos:ObjectCreated:Put with its path as the key, a deleted one "
+                    "cos:ObjectRemove:Delete, within the trigger's prefix/suffix filter (serverless.yml's "
+                    "cos trigger when the current folder has one). Hidden files never fire.\n"
+                    "Without VOD_ENDPOINT the calls go to an in-process VOD emulator. " + _TARGET_HELP,
+        epilog="examples:\n"
+               "  redraw serve                                  # http://127.0.0.1:9000\n"
+               "  curl -sS localhost:9000/redraw -d '{\"FileInfo\": {\"Type\": \"Url\", "
+               "\"Url\": \"https://example.com/a.mp4\"}}'\n"
+               "  redraw serve --port 0 --watch ./bucket         # cp clip.mp4 ./bucket/uploads/\n"
+               "  redraw serve --endpoint http://127.0.0.1:9100 --instances 8")
+    p.add_argument("--host", default="127.0.0.1", help="default %(default)s")
+    p.add_argument("--port", type=int, default=9000, help="default %(default)s; 0 picks a free port")
+    p.add_argument("--instances", type=int, default=4,
+                   help="warm instances (processes), each handling one event at a time (default %(default)s)")
+    p.add_argument("--timeout", type=float, default=SERVE_TIMEOUT_S,
+                   help="the function's timeout in seconds, the context's time_limit_in_ms (default "
+                        "%(default)g, as serverless.yml); an instance past it is killed and replaced")
+    p.add_argument("--watch", metavar="DIR", help="a folder as the COS bucket")
+    p.add_argument("--bucket", default="media-1250000000", help="--watch: NAME-APPID (default %(default)s)")
+    p.add_argument("--region", default="ap-guangzhou", help="the function's and the bucket's region "
+                                                             "(default %(default)s)")
+    p.add_argument("--prefix", help="--watch: the trigger's key prefix (default: serverless.yml's, else uploads/)")
+    p.add_argument("--suffix", help="--watch: the trigger's key suffix (default: serverless.yml's, else none)")
+    p.add_argument("--no-reload", action="store_true", help="do not restart the instances on code changes")
+    p.add_argument("--quiet", action="store_true", help="no access line per request on stderr")
+    _add_target(p, "call instead of the in-process emulator")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
         "status", help="show a task (DescribeTaskDetail), optionally wait for it",

@@ -657,7 +657,7 @@ class CosEmulator:
             return handle.read()
 
     def exists(self, bucket: str, key: str) -> bool:
-        return self._stat_object(self._folder(bucket), key) is not None
+        return self._exists(self._folder(bucket), key)
 
     def metadata(self, bucket: str, key: str) -> Dict[str, str]:
         """Content-Type and the ``x-cos-meta-*`` headers of an object (KeyError when it does not exist)."""
@@ -863,6 +863,13 @@ class CosEmulator:
                     os.unlink(leftover)
                 except OSError:
                     pass
+
+    def _exists(self, folder: Path, key: str) -> bool:
+        """Whether the key is an object (cheap: no MD5 of a hand-written file)."""
+        if _key_problem(key):
+            return False
+        with self._fs_lock:
+            return self._stat_exists(folder, key)
 
     def _stat_exists(self, folder: Path, key: str) -> bool:
         """Whether the key is an object (called with _fs_lock held)."""
@@ -1178,7 +1185,7 @@ class CosEmulator:
         folder, key = req.bucket_path, req.key
         forbid = _truthy(req.headers.get("x-cos-forbid-overwrite"))
         expected = self._content_md5(req)
-        if forbid and self._stat_object(folder, key) is not None:
+        if forbid and self._exists(folder, key):  # fail fast; _commit decides atomically
             raise CosError(409, "FileAlreadyExists")
         headers = self._stored_headers(req, key)
         if key.endswith("/"):
@@ -1442,6 +1449,9 @@ class CosEmulator:
         return out
 
     def _op_CompleteMultipartUpload(self, req: _Request) -> _Reply:
+        """Join the parts into the object, atomically.  ``x-cos-forbid-overwrite: true`` here or at
+        initiation refuses an existing key (409): nothing becomes visible and the upload stays open
+        (abort it, as after any failed Complete)."""
         folder, key = req.bucket_path, req.key
         directory, upload = self._upload_dir(req, req.op_params().get("uploadid"))
         data = req.body.read_all(MAX_XML_BODY)
@@ -1474,7 +1484,7 @@ class CosEmulator:
                 raise CosError(400, "EntityTooSmall",
                                f"Part {number} is smaller than {self.min_part_size} bytes; only the last part may be.")
         forbid = upload.get("forbid") or _truthy(req.headers.get("x-cos-forbid-overwrite"))
-        if forbid and self._stat_object(folder, key) is not None:
+        if forbid and self._exists(folder, key):
             raise CosError(409, "FileAlreadyExists")
         tmp, fd = self._new_tmp(folder, "complete")
         digests = b""

@@ -11,10 +11,23 @@ Standard library only; importing this module starts nothing.  Usage::
 or from a shell: ``python -m redraw.emulator --port 9000 --fault InternalError``.
 
 Behaviour follows the real endpoint: TC3-HMAC-SHA256 verification exactly as
-the Python SDK signs, the documented error codes, a sliding-window rate limit,
+the Python SDK signs, the documented error codes, sliding-window rate limits
+(20/s for CreateAigcVideoRedrawTask, 100/s for DescribeTaskDetail, each its own),
 SessionId deduplication and a time-driven task lifecycle for DescribeTaskDetail.
+Tasks end FINISH with an output, FINISH with ErrCode 70000 (a failed redraw: a
+source containing "fail", or ``failure_rate``), or ABORTED (a source containing
+"abort", or ``abort_rate``); tasks older than 3 days are unknown, as on VOD.
+
+A succeeded task's ``FileUrl`` points back at this server,
+``{url}/aigc/{TaskId}.mp4?t=<hex unix expiry>&sign=<hex HMAC-SHA256>``, and a
+plain ``GET`` of it returns a small real MP4 (``data/redrawn-sample.mp4``), or
+that MP4 followed by generated filler up to ``output_bytes``, streamed (Range,
+ETag and Content-Length included); a bad signature or a past ``t`` is 403.
+
 Faults (error codes, HTTP 5xx, dropped connections, slow, malformed or empty
-answers) can be queued with :meth:`VodEmulator.inject` or drawn at random.
+answers) can be queued per action with :meth:`VodEmulator.inject` or drawn at
+random (``fault_rate``, ``describe_fault_rate``); output downloads have their own
+(:meth:`VodEmulator.inject_output`, ``output_fault_rate``: cut, http5xx, drop, slow).
 """
 
 from __future__ import annotations
@@ -22,10 +35,12 @@ from __future__ import annotations
 import collections
 import copy
 import datetime
+import email.utils
 import hashlib
 import hmac
 import http.server
 import json
+import os
 import random
 import re
 import socket
@@ -33,14 +48,17 @@ import socketserver
 import threading
 import time
 import uuid
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
     "DEFAULT_SECRET_ID",
     "DEFAULT_SECRET_KEY",
+    "RANDOM_DESCRIBE_FAULTS",
     "RANDOM_FAULTS",
+    "RANDOM_OUTPUT_FAULTS",
     "VodEmulator",
     "main",
+    "sample_mp4",
 ]
 
 DEFAULT_SECRET_ID = "AKIDredrawEmulator"
@@ -51,11 +69,19 @@ API_VERSION = "2018-07-17"
 CREATE_ACTION = "CreateAigcVideoRedrawTask"
 DESCRIBE_ACTION = "DescribeTaskDetail"
 ACTIONS = (CREATE_ACTION, DESCRIBE_ACTION)
+OUTPUT_ACTION = "GetOutput"  # output downloads, as recorded in ``calls``
 TASK_TYPE = "AigcVideoRedrawTask"
 SESSION_WINDOW = 3 * 24 * 3600.0
+TASK_RETENTION = 3 * 24 * 3600.0  # DescribeTaskDetail answers for tasks of the last 3 days only
+OUTPUT_TTL = 7 * 24 * 3600.0  # temporary outputs of the sister AIGC APIs: FinishTime + 7 days
+DESCRIBE_RPS = 100  # DescribeTaskDetail's documented limit (tencentcloud.com/document/api/266/34129)
 ABORT_ERR_CODE = 70000
 ABORT_MESSAGE = "The source video could not be processed."
-OUTPUT_URL_BASE = "https://emulator.vod.invalid/aigc/"
+FAIL_ERR_CODE = 70000
+FAIL_ERR_CODE_EXT = "InternalError"
+FAIL_MESSAGE = "Internal error: the redraw failed."
+SUCCESS, FAILURE, ABORT = "success", "failure", "abort"  # a task's fate
+SAMPLE_NAME = "redrawn-sample.mp4"
 MAX_BODY = 8 * 1024 * 1024
 
 RANDOM_FAULTS = (
@@ -67,7 +93,22 @@ RANDOM_FAULTS = (
     "malformed",
     "slow:0.5",
 )
+RANDOM_DESCRIBE_FAULTS = (
+    "InternalError",
+    "RequestLimitExceeded",
+    "http500",
+    "http503",
+    "drop",
+    "malformed",
+    "slow:0.5",
+)
+RANDOM_OUTPUT_FAULTS = ("cut", "http500", "http503", "drop", "slow:0.5")
 _HTTP_FAULTS = {"http500": 500, "http502": 502, "http503": 503}
+_OUTPUT_FAULTS = frozenset({"cut", "drop"}) | frozenset(_HTTP_FAULTS)
+_OUTPUT_PATH_RE = re.compile(r"^/aigc/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})\.mp4$")
+_HEX_RE = re.compile(r"^[0-9a-f]{1,16}$")
+_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_FILL_BLOCK = 64 * 1024
 _SPECIAL_FAULTS = frozenset({"drop", "drop_after_accept", "malformed", "empty"}) | frozenset(_HTTP_FAULTS)
 _ERROR_CODE_RE = re.compile(r"^[A-Z][A-Za-z0-9]*(\.[A-Z][A-Za-z0-9]*)*$")
 _SLOW_RE = re.compile(r"^slow:(\d+(\.\d*)?|\.\d+)$")
@@ -176,6 +217,111 @@ def _parse_fault(fault: str) -> str:
         f"unknown fault {fault!r}: use an error code (e.g. InternalError), http500/http502/http503, "
         "drop, drop_after_accept, slow:SECONDS, malformed or empty"
     )
+
+
+def _parse_output_fault(fault: str) -> str:
+    if not isinstance(fault, str):
+        raise TypeError(f"fault must be a string, not {type(fault).__name__}")
+    if fault in _OUTPUT_FAULTS or _SLOW_RE.match(fault):
+        return fault
+    raise ValueError(f"unknown output fault {fault!r}: use cut, drop, http500/http502/http503 or slow:SECONDS")
+
+
+def _epoch(text: str) -> float | None:
+    """Seconds since the epoch of an ISO 8601 date-time as the API accepts it; None if it is not one."""
+    m = _ISO8601_RE.match(text)
+    if not m or not _valid_iso8601(text):
+        return None
+    year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
+    tz = m.group(8)
+    offset = 0 if tz == "Z" else (1 if tz[0] == "+" else -1) * (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60)
+    naive = datetime.datetime(year, month, day, hour, minute, second, tzinfo=datetime.timezone.utc)
+    return naive.timestamp() - offset + float(m.group(7) or 0)
+
+
+_sample: bytes | None = None
+_filler_base: bytes | None = None
+
+
+def sample_mp4() -> bytes:
+    """The output every succeeded task serves: a 1 s, 64x64 H.264 MP4 of a few KB (package data)."""
+    global _sample
+    if _sample is None:
+        from importlib import resources
+
+        _sample = resources.files(__package__ or "redraw.tools").joinpath("data").joinpath(SAMPLE_NAME).read_bytes()
+    return _sample
+
+
+def _base_block() -> bytes:
+    global _filler_base
+    if _filler_base is None:
+        _filler_base = random.Random("redraw-emulator-filler").randbytes(_FILL_BLOCK)
+    return _filler_base
+
+
+class _OutputContent:
+    """One task's output bytes: the sample MP4, then for larger sizes one MP4 ``free`` box of filler.
+
+    Nothing but the sample is held in memory: filler blocks are made on demand from one shared
+    64 KiB block, each tagged with the task and its index, so no two blocks (of one output or of
+    two) are equal and a reordered, repeated or missing block changes a hash of the whole.
+    """
+
+    def __init__(self, task_id: str, size: int | None) -> None:
+        sample = sample_mp4()
+        self.size = max(int(size or 0), len(sample))
+        gap = self.size - len(sample)
+        if gap > 0xFFFFFFFF:
+            header = (1).to_bytes(4, "big") + b"free" + gap.to_bytes(8, "big")
+        elif gap >= 8:
+            header = gap.to_bytes(4, "big") + b"free"
+        else:
+            header = b""
+        self._head = sample + header
+        digest = hashlib.sha256(f"{task_id}:{self.size}".encode() + hashlib.sha256(sample).digest()).digest()
+        self._tag = digest[:16]
+        self._shift = int.from_bytes(digest[16:20], "big")
+        self.etag = '"' + digest.hex()[:32] + '"'
+
+    def _block(self, index: int) -> bytes:
+        base = _base_block()
+        r = (index * 40503 + self._shift) % _FILL_BLOCK
+        rotated = base[r:] + base[:r]
+        return self._tag + index.to_bytes(8, "big") + rotated[24:]
+
+    def chunks(self, start: int, stop: int):
+        """The bytes [start, stop), in pieces of at most 64 KiB."""
+        pos = start
+        head = len(self._head)
+        if pos < head:
+            piece = self._head[pos:min(stop, head)]
+            yield piece
+            pos += len(piece)
+        while pos < stop:
+            index, offset = divmod(pos - head, _FILL_BLOCK)
+            n = min(_FILL_BLOCK - offset, stop - pos)
+            yield self._block(index)[offset:offset + n]
+            pos += n
+
+
+def _parse_range(value: str | None, size: int):
+    """(start, stop) of a single ``bytes=`` range; None to send everything; "unsatisfiable" for 416."""
+    if not value:
+        return None
+    m = _RANGE_RE.match(value.strip())
+    if not m or (not m.group(1) and not m.group(2)):
+        return None  # several ranges or a malformed header: ignored, as RFC 9110 allows
+    first, last = m.group(1), m.group(2)
+    if not first:
+        n = int(last)
+        return "unsatisfiable" if n == 0 else (max(0, size - n), size)
+    start = int(first)
+    if last and int(last) < start:
+        return None
+    if start >= size:
+        return "unsatisfiable"
+    return start, size if not last else min(int(last), size - 1) + 1
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -300,7 +446,51 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except OSError:  # includes timeouts and resets
             self.close_connection = True
 
-    do_GET = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_POST
+    do_PUT = do_DELETE = do_PATCH = do_POST
+
+    def do_GET(self) -> None:
+        """Output downloads under /aigc/; anything else is answered as the API answers a GET."""
+        try:
+            if urlsplit(self.path).path.startswith("/aigc/"):
+                self._serve_output()
+            else:
+                self._dispatch()
+        except OSError:
+            self.close_connection = True
+
+    do_HEAD = do_GET
+
+    def _serve_output(self) -> None:
+        if self._read_body() is None:
+            self.close_connection = True
+            self._send(413, b"request body too large or unreadable\n", "text/plain")
+            return
+        emulator = self.server.emulator  # type: ignore[attr-defined]
+        reply = emulator._output(self.command, self.path, self.headers)
+        if reply.delay > 0:
+            time.sleep(reply.delay)
+        if reply.drop:
+            self.close_connection = True
+            return
+        self.send_response(reply.status)
+        for name, value in reply.headers:
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            # counted before each write, so a client that has read the bytes finds them in ``calls``
+            if reply.content is None:
+                emulator._count_sent(reply.record, len(reply.body))
+                self.wfile.write(reply.body)
+            else:
+                stop = reply.start + (reply.length // 2 if reply.cut else reply.length)
+                for chunk in reply.content.chunks(reply.start, stop):
+                    emulator._count_sent(reply.record, len(chunk))
+                    self.wfile.write(chunk)
+        self.wfile.flush()
+        if reply.cut:  # the promised Content-Length is never reached: the client sees a short read
+            self.close_connection = True
 
 
 class _Reply:
@@ -314,12 +504,36 @@ class _Reply:
         self.delay = delay
 
 
+class _Download:
+    """How to answer one output request: a small body, or ``length`` bytes of ``content`` from ``start``."""
+
+    __slots__ = ("body", "content", "cut", "delay", "drop", "headers", "length", "record", "start", "status")
+
+    def __init__(self, record: dict, status: int = 200, body: bytes = b"", headers=None, *, content=None,
+                 start: int = 0, length: int = 0, cut: bool = False, drop: bool = False, delay: float = 0.0):
+        self.record = record
+        self.status = status
+        self.body = body
+        self.headers = list(headers or ())
+        if content is None:
+            self.headers += [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
+        self.content = content
+        self.start = start
+        self.length = length
+        self.cut = cut
+        self.drop = drop
+        self.delay = delay
+
+
 class VodEmulator:
     """A threaded loopback HTTP server answering like ``vod.tencentcloudapi.com``.
 
-    ``latency``, ``rps``, ``fault_rate``, ``task_duration`` and ``max_skew`` are plain attributes that
-    may be changed while running.  ``tasks`` and ``calls`` return snapshots (a new dict/list on each
-    access, sharing the per-task dicts).
+    ``latency``, ``rps``, ``describe_rps``, ``fault_rate``, ``describe_fault_rate``,
+    ``output_fault_rate``, ``task_duration``, ``output_ttl``, ``output_bytes`` and ``max_skew`` are
+    plain attributes that may be changed while running; ``failure_rate``, ``abort_rate`` and
+    ``task_durations`` too, for tasks created afterwards (a task's fate and duration are drawn once,
+    at creation, from its TaskId and ``fault_seed``).  ``tasks`` and ``calls`` return snapshots (a new
+    dict/list on each access, sharing the per-task dicts).
     """
 
     def __init__(
@@ -338,7 +552,28 @@ class VodEmulator:
         fault_rate: float = 0.0,
         fault_seed=None,
         max_skew: float = 300,
+        task_durations: tuple[float, float] | None = None,
+        failure_rate: float = 0.0,
+        abort_rate: float = 0.0,
+        describe_rps: int | None = DESCRIBE_RPS,
+        describe_fault_rate: float = 0.0,
+        output_ttl: float = OUTPUT_TTL,
+        output_bytes: int | None = None,
+        output_fault_rate: float = 0.0,
     ) -> None:
+        for name, rate in (("fault_rate", fault_rate), ("failure_rate", failure_rate), ("abort_rate", abort_rate),
+                           ("describe_fault_rate", describe_fault_rate), ("output_fault_rate", output_fault_rate)):
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1")
+        if failure_rate + abort_rate > 1.0:
+            raise ValueError("failure_rate + abort_rate must be at most 1")
+        if task_durations is not None:
+            low, high = (float(x) for x in task_durations)
+            if not 0.0 <= low <= high:
+                raise ValueError("task_durations must be (min, max) with 0 <= min <= max")
+            task_durations = (low, high)
+        if output_bytes is not None and output_bytes < 0:
+            raise ValueError("output_bytes must be 0 or more")
         self.secret_id = secret_id
         self._secret_key = secret_key
         self.token = token
@@ -352,16 +587,29 @@ class VodEmulator:
         self.fault_rate = fault_rate
         self.fault_seed = fault_seed
         self.max_skew = max_skew
+        self.task_durations = task_durations
+        self.failure_rate = failure_rate
+        self.abort_rate = abort_rate
+        self.describe_rps = describe_rps
+        self.describe_fault_rate = describe_fault_rate
+        self.output_ttl = output_ttl
+        self.output_bytes = output_bytes
+        self.output_fault_rate = output_fault_rate
 
         self._lock = threading.Lock()
+        self._url_key = os.urandom(32)  # signs output URLs; never leaves the process
         self._rng = random.Random(fault_seed)
-        self._faults: collections.deque = collections.deque()
+        self._describe_rng = self._seeded("describe")
+        self._output_rng = self._seeded("output")
+        self._faults: dict = {action: collections.deque() for action in (*ACTIONS, OUTPUT_ACTION)}
         self._tasks: dict = {}
         self._calls: list = []
         self._sessions: dict = {}
         self._window: collections.deque = collections.deque()
+        self._describe_window: collections.deque = collections.deque()
         self._connections = 0
         self.rate_limit_hits = 0
+        self.describe_limit_hits = 0
 
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -406,21 +654,101 @@ class VodEmulator:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def _seeded(self, stream: str) -> random.Random:
+        """A random stream of its own, so one kind of call never shifts another's seeded faults."""
+        return random.Random(None if self.fault_seed is None else f"{self.fault_seed}:{stream}")
+
     # ------------------------------------------------------------- test helpers
-    def inject(self, *faults: str) -> None:
-        """Queue faults; each CreateAigcVideoRedrawTask request (with a valid signature) consumes one."""
+    def inject(self, *faults: str, action: str = CREATE_ACTION) -> None:
+        """Queue faults for ``action`` (CreateAigcVideoRedrawTask by default, or DescribeTaskDetail).
+
+        Each request of that action that passes the signature, version and rate-limit checks consumes one.
+        """
+        if action not in ACTIONS:
+            raise ValueError(f"action must be one of {', '.join(ACTIONS)} (output downloads: inject_output)")
         parsed = [_parse_fault(f) for f in faults]
         with self._lock:
-            self._faults.extend(parsed)
+            self._faults[action].extend(parsed)
+
+    def inject_output(self, *faults: str) -> None:
+        """Queue output-download faults: ``cut`` (full Content-Length, half the body, then close),
+        ``http500``/``http502``/``http503``, ``drop`` (close without answering), ``slow:SECONDS``.
+
+        Each GET or HEAD of a correctly signed, unexpired output URL consumes one.
+        """
+        parsed = [_parse_output_fault(f) for f in faults]
+        with self._lock:
+            self._faults[OUTPUT_ACTION].extend(parsed)
 
     def clear_faults(self) -> None:
         with self._lock:
-            self._faults.clear()
+            for queue in self._faults.values():
+                queue.clear()
 
     @property
     def pending_faults(self) -> list:
+        """Faults queued for CreateAigcVideoRedrawTask."""
+        return self.pending_faults_for(CREATE_ACTION)
+
+    def pending_faults_for(self, action: str) -> list:
+        """Faults queued for ``action``: an API action, or ``GetOutput`` for output downloads."""
         with self._lock:
-            return list(self._faults)
+            return list(self._faults[action])
+
+    def add_task(self, sub_app_id: int, source: str = "https://example.com/in.mp4", *, age: float = 0.0,
+                 session_id: str = "", session_context: str = "", output_config: dict | None = None) -> str:
+        """Store a task as if CreateAigcVideoRedrawTask had accepted it ``age`` seconds ago; returns its TaskId.
+
+        ``source`` is a URL (``http(s)://``) or else a FileId; its keywords and the rates decide the fate
+        as for a created task.  No call is recorded and no limit or fault applies.
+        """
+        if source.startswith(("http://", "https://")):
+            file_info = {"Type": "Url", "Url": source}
+        else:
+            file_info = {"Type": "File", "FileId": source}
+        params: dict = {"SubAppId": sub_app_id, "FileInfo": file_info}
+        if output_config is not None:
+            params["OutputConfig"] = dict(output_config)
+        if session_id:
+            params["SessionId"] = session_id
+        if session_context:
+            params["SessionContext"] = session_context
+        created = time.time() - age
+        task = self._new_task(params, str(uuid.uuid4()), created)
+        with self._lock:
+            if session_id:
+                self._sessions[session_id] = created
+            self._tasks[task["TaskId"]] = task
+        return task["TaskId"]
+
+    def age_task(self, task_id: str, seconds: float) -> None:
+        """Move a task's creation (and its SessionId's use) ``seconds`` into the past."""
+        with self._lock:
+            task = self._tasks[task_id]
+            task["created"] -= seconds
+            sid = task["SessionId"]
+            if sid and sid in self._sessions:
+                self._sessions[sid] -= seconds
+
+    def expire_output(self, task_id: str) -> None:
+        """Make the task's output URL expired now (403), and its ExpireTime a past time."""
+        with self._lock:
+            self._tasks[task_id]["output_expires"] = float(int(time.time()) - 1)
+
+    def output_url(self, task_id: str, expires: float | None = None) -> str:
+        """A signed URL of the task's output on this server, valid until ``expires`` (default: in a day)."""
+        t = format(int(time.time() + 86400 if expires is None else expires), "x")
+        path = f"/aigc/{task_id}.mp4"
+        return f"{self.url}{path}?t={t}&sign={self._url_sign(path, t)}"
+
+    def _url_sign(self, path: str, t: str) -> str:
+        return hmac.new(self._url_key, (path + t).encode("utf-8"), hashlib.sha256).hexdigest()
+
+    @property
+    def downloads(self) -> int:
+        """GET requests of output URLs, whatever their answer."""
+        with self._lock:
+            return sum(1 for c in self._calls if c["action"] == OUTPUT_ACTION and c["params"]["method"] == "GET")
 
     @property
     def tasks(self) -> dict:
@@ -447,11 +775,16 @@ class VodEmulator:
             self._tasks.clear()
             self._calls.clear()
             self._sessions.clear()
-            self._faults.clear()
+            for queue in self._faults.values():
+                queue.clear()
             self._window.clear()
+            self._describe_window.clear()
             self._connections = 0
             self.rate_limit_hits = 0
+            self.describe_limit_hits = 0
             self._rng = random.Random(self.fault_seed)
+            self._describe_rng = self._seeded("describe")
+            self._output_rng = self._seeded("output")
 
     def _count_connection(self) -> None:
         with self._lock:
@@ -525,21 +858,30 @@ class VodEmulator:
         ctype = (headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
         if ctype != "application/json":
             raise ApiError("InvalidParameter", "Content-Type must be application/json.")
-        if action != CREATE_ACTION:
-            return None
+        create = action == CREATE_ACTION
         with self._lock:
-            if self.rps:
+            limit = self.rps if create else self.describe_rps
+            window = self._window if create else self._describe_window
+            if limit:
                 now = time.monotonic()
-                while self._window and now - self._window[0] >= 1.0:
-                    self._window.popleft()
-                if len(self._window) >= self.rps:
-                    self.rate_limit_hits += 1
+                while window and now - window[0] >= 1.0:
+                    window.popleft()
+                if len(window) >= limit:
+                    if create:
+                        self.rate_limit_hits += 1
+                    else:
+                        self.describe_limit_hits += 1
                     raise ApiError("RequestLimitExceeded")
-                self._window.append(now)
-            if self._faults:
-                return self._faults.popleft()
-            if self.fault_rate and self._rng.random() < self.fault_rate:
-                return self._rng.choice(RANDOM_FAULTS)
+                window.append(now)
+            queue = self._faults[action]
+            if queue:
+                return queue.popleft()
+            if create:
+                rate, rng, choices = self.fault_rate, self._rng, RANDOM_FAULTS
+            else:
+                rate, rng, choices = self.describe_fault_rate, self._describe_rng, RANDOM_DESCRIBE_FAULTS
+            if rate and rng.random() < rate:
+                return rng.choice(choices)
         return None
 
     def _verify_signature(self, headers, body: bytes, query: str) -> None:
@@ -700,19 +1042,9 @@ class VodEmulator:
             # like many real APIs, the message quotes the input: callers must not pass it on
             raise ApiError("InvalidParameterValue.FileId", f"The FileId {str(file_info['FileId'])[:64]} does not exist.")
 
-        task_id = f"{sub_app_id}-{TASK_TYPE}-{uuid.uuid4().hex}"
-        source = file_info.get("Url") if ftype == "Url" else file_info.get("FileId")
         now = time.time()
-        task = {
-            "TaskId": task_id,
-            "SubAppId": sub_app_id,
-            "params": copy.deepcopy(params),
-            "created": now,
-            "SessionId": session_id,
-            "SessionContext": session_context,
-            "RequestId": request_id,
-            "abort": "abort" in (source or "").lower(),
-        }
+        task = self._new_task(params, request_id, now)
+        task_id = task["TaskId"]
         with self._lock:
             if session_id:
                 for sid, seen in list(self._sessions.items()):
@@ -726,6 +1058,44 @@ class VodEmulator:
         record["task_id"] = task_id
         return {"TaskId": task_id}
 
+    def _new_task(self, params: dict, request_id: str, created: float) -> dict:
+        """A task record; its fate and duration are drawn here, once, from its TaskId and ``fault_seed``."""
+        sub_app_id = params["SubAppId"]
+        task_id = f"{sub_app_id}-{TASK_TYPE}-{uuid.uuid4().hex}"
+        file_info = params["FileInfo"]
+        source = str((file_info.get("Url") if file_info.get("Type") == "Url" else file_info.get("FileId")) or "").lower()
+        rng = random.Random(f"{self.fault_seed}:{task_id}")
+        fate_draw, duration_draw = rng.random(), rng.random()
+        abort_rate, failure_rate = float(self.abort_rate or 0.0), float(self.failure_rate or 0.0)
+        if "abort" in source:
+            fate = ABORT
+        elif "fail" in source:
+            fate = FAILURE
+        elif fate_draw < abort_rate:
+            fate = ABORT
+        elif fate_draw < abort_rate + failure_rate:
+            fate = FAILURE
+        else:
+            fate = SUCCESS
+        duration = None  # None: the emulator's task_duration, read at each DescribeTaskDetail
+        if self.task_durations is not None:
+            low, high = sorted(max(float(x), 0.0) for x in self.task_durations)
+            duration = low + (high - low) * duration_draw
+        return {
+            "TaskId": task_id,
+            "SubAppId": sub_app_id,
+            "params": copy.deepcopy(params),
+            "created": created,
+            "SessionId": params.get("SessionId") or "",
+            "SessionContext": params.get("SessionContext") or "",
+            "RequestId": request_id,
+            "fate": fate,
+            "abort": fate == ABORT,
+            "duration": duration,
+            "output_size": None,  # fixed at the first download
+            "output_expires": None,  # set by expire_output
+        }
+
     def _describe(self, body: bytes) -> dict:
         params = self._load_params(body)
         self._check_schema(params, _DESCRIBE_SCHEMA)
@@ -736,23 +1106,49 @@ class VodEmulator:
             self._check_sub_app_id(sub_app_id)
         with self._lock:
             task = self._tasks.get(params["TaskId"])
-        if task is None or (sub_app_id is not None and sub_app_id != task["SubAppId"]):
+        now = time.time()
+        if task is None or (sub_app_id is not None and sub_app_id != task["SubAppId"]) or (
+            now - task["created"] > TASK_RETENTION
+        ):
             raise ApiError("InvalidParameterValue.TaskId", "TaskId does not exist")
-        return self.task_detail(task)
+        return self.task_detail(task, now)
+
+    def _duration(self, task: dict) -> float:
+        duration = task.get("duration")
+        if duration is None:
+            duration = self.task_duration
+        return max(float(duration or 0.0), 0.0)
+
+    def _status(self, task: dict, now: float) -> str:
+        """WAITING, PROCESSING, FINISH or ABORTED at time ``now``."""
+        duration = self._duration(task)
+        elapsed = now - task["created"]
+        if elapsed >= duration:
+            return "ABORTED" if task["fate"] == ABORT else "FINISH"
+        return "WAITING" if elapsed < 0.1 * duration else "PROCESSING"
+
+    def _output_expiry(self, task: dict, finish: float) -> float:
+        """Until when the output URL works: expire_output's time, else a Permanent output's requested
+        ExpireTime, else FinishTime + output_ttl."""
+        if task.get("output_expires") is not None:
+            return task["output_expires"]
+        config = task["params"].get("OutputConfig") or {}
+        if config.get("StorageMode") == "Permanent" and config.get("ExpireTime"):
+            requested = _epoch(config["ExpireTime"])
+            if requested is not None:
+                return requested
+        return finish + float(self.output_ttl)
 
     def task_detail(self, task: dict, now: float | None = None) -> dict:
         """The DescribeTaskDetail Response (without RequestId) for a stored task at time ``now``."""
         now = time.time() if now is None else now
-        duration = max(float(self.task_duration or 0.0), 0.0)
+        duration = self._duration(task)
         created = task["created"]
         elapsed = now - created
         begin = created + 0.1 * duration
-        if elapsed >= duration:
-            status = "ABORTED" if task["abort"] else "FINISH"
-        elif elapsed < 0.1 * duration:
-            status = "WAITING"
-        else:
-            status = "PROCESSING"
+        finish = created + duration
+        status = self._status(task, now)
+        failed = status == "FINISH" and task.get("fate") == FAILURE
         params = task["params"]
         output_config = params.get("OutputConfig") or {}
         if status == "FINISH":
@@ -761,12 +1157,18 @@ class VodEmulator:
             progress = max(0, min(99, int((elapsed - 0.1 * duration) / (0.9 * duration) * 100)))
         else:
             progress = 0
+        if status == "ABORTED":
+            err_code, err_code_ext, message = ABORT_ERR_CODE, "FailedOperation.SourceFileError", ABORT_MESSAGE
+        elif failed:
+            err_code, err_code_ext, message = FAIL_ERR_CODE, FAIL_ERR_CODE_EXT, FAIL_MESSAGE
+        else:
+            err_code, err_code_ext, message = 0, "", "SUCCESS" if status == "FINISH" else ""
         redraw = {
             "TaskId": task["TaskId"],
             "Status": status,
-            "ErrCode": ABORT_ERR_CODE if status == "ABORTED" else 0,
-            "ErrCodeExt": "FailedOperation.SourceFileError" if status == "ABORTED" else "",
-            "Message": ABORT_MESSAGE if status == "ABORTED" else ("SUCCESS" if status == "FINISH" else ""),
+            "ErrCode": err_code,
+            "ErrCodeExt": err_code_ext,
+            "Message": message,
             "Progress": progress,
             "Input": {
                 "FileInfo": copy.deepcopy(params.get("FileInfo")),
@@ -777,17 +1179,19 @@ class VodEmulator:
             "SessionId": task["SessionId"],
             "SessionContext": task["SessionContext"],
         }
-        if status == "FINISH":
+        if status == "FINISH" and not failed:
             storage_mode = output_config.get("StorageMode") or "Temporary"
             digest = int(hashlib.sha256(task["TaskId"].encode()).hexdigest()[:15], 16) % 10**12
+            expires = self._output_expiry(task, finish)
+            requested = output_config.get("ExpireTime") if storage_mode == "Permanent" else None
             redraw["Output"] = {
                 "FileInfo": {
                     "StorageMode": storage_mode,
                     "MediaName": output_config.get("MediaName") or "",
                     "ClassId": output_config.get("ClassId") or 0,
-                    "ExpireTime": output_config.get("ExpireTime") or "",
+                    "ExpireTime": requested if requested and task.get("output_expires") is None else _iso(expires),
                     "FileType": "mp4",
-                    "FileUrl": f"{OUTPUT_URL_BASE}{task['TaskId']}.mp4",
+                    "FileUrl": self.output_url(task["TaskId"], expires),
                     "FileId": f"5285890{digest:012d}" if storage_mode == "Permanent" else "",
                 }
             }
@@ -797,9 +1201,93 @@ class VodEmulator:
             "Status": status,
             "CreateTime": _iso(created),
             "BeginProcessTime": _iso(begin) if status != "WAITING" else "",
-            "FinishTime": _iso(created + duration) if final else "",
+            "FinishTime": _iso(finish) if final else "",
             TASK_TYPE: redraw,
         }
+
+    # ---------------------------------------------------------- output downloads
+    def _count_sent(self, record: dict, sent: int) -> None:
+        with self._lock:
+            record["bytes"] += sent
+
+    def _output(self, method: str, raw_path: str, headers) -> _Download:
+        """Check an output URL (signature, expiry, task), apply a queued or random fault, plan the answer."""
+        now = time.time()
+        split = urlsplit(raw_path)
+        m = _OUTPUT_PATH_RE.match(split.path)
+        record = {"action": OUTPUT_ACTION, "params": {"method": method, "range": headers.get("Range")},
+                  "outcome": None, "time": now, "request_id": str(uuid.uuid4()), "fault": None,
+                  "task_id": m.group(1) if m else None, "bytes": 0}
+        with self._lock:
+            self._calls.append(record)
+
+        def text(status: int, outcome: str, message: str, extra=()) -> _Download:
+            record["outcome"] = outcome
+            return _Download(record, status, f"{status} {message}\n".encode(), extra)
+
+        if m is None:
+            return text(404, "not_found", "Not Found: no such output.")
+        query = parse_qs(split.query)
+        t = (query.get("t") or [""])[0].lower()
+        sign = (query.get("sign") or [""])[0]
+        if not _HEX_RE.match(t) or not hmac.compare_digest(
+            self._url_sign(split.path, t).encode(), sign.lower().encode("utf-8", "replace")
+        ):
+            return text(403, "forbidden", "Forbidden: the URL signature is missing or invalid.")
+        with self._lock:
+            task = self._tasks.get(m.group(1))
+            override = None if task is None else task.get("output_expires")
+        expires = min(int(t, 16), override if override is not None else float("inf"))
+        if expires < now:
+            return text(403, "expired", f"Forbidden: the URL expired at {_iso(expires)}.")
+        with self._lock:
+            queue = self._faults[OUTPUT_ACTION]
+            fault = queue.popleft() if queue else None
+            if fault is None and self.output_fault_rate and self._output_rng.random() < self.output_fault_rate:
+                fault = self._output_rng.choice(RANDOM_OUTPUT_FAULTS)
+        record["fault"] = fault
+        delay = 0.0
+        if fault is not None:
+            if fault.startswith("slow:"):
+                delay = float(fault[5:])
+            elif fault == "drop":
+                record["outcome"] = "drop"
+                return _Download(record, drop=True)
+            elif fault in _HTTP_FAULTS:
+                status = _HTTP_FAULTS[fault]
+                reason = http.server.BaseHTTPRequestHandler.responses.get(status, ("Error",))[0]
+                reply = text(status, fault, reason)
+                reply.delay = delay
+                return reply
+        if task is None or self._status(task, now) != "FINISH" or task.get("fate") == FAILURE:
+            reply = text(404, "not_found", "Not Found: no such output.")
+            reply.delay = delay
+            return reply
+        with self._lock:
+            if task["output_size"] is None:
+                task["output_size"] = self.output_bytes
+            size = task["output_size"]
+        content = _OutputContent(task["TaskId"], size)
+        finish = task["created"] + self._duration(task)
+        common = [("Accept-Ranges", "bytes"), ("ETag", content.etag),
+                  ("Last-Modified", email.utils.formatdate(finish, usegmt=True))]
+        wanted = _parse_range(headers.get("Range"), content.size)
+        if wanted == "unsatisfiable":
+            reply = text(416, "range_not_satisfiable", "Range Not Satisfiable",
+                         common + [("Content-Range", f"bytes */{content.size}")])
+            reply.delay = delay
+            return reply
+        start, stop = (0, content.size) if wanted is None else wanted
+        length = stop - start
+        reply_headers = [("Content-Type", "video/mp4"), ("Content-Length", str(length))] + common
+        status = 200
+        if wanted is not None:
+            status = 206
+            reply_headers.append(("Content-Range", f"bytes {start}-{stop - 1}/{content.size}"))
+        cut = fault == "cut" and method != "HEAD"
+        record["outcome"] = "cut" if cut else ("ok" if status == 200 else "partial")
+        return _Download(record, status, headers=reply_headers, content=content, start=start, length=length,
+                         cut=cut, delay=delay)
 
 
 def main(argv=None) -> int:
@@ -824,7 +1312,15 @@ def main(argv=None) -> int:
                         help="allowed SubAppId (repeatable; default any positive)")
     parser.add_argument("--file-id", action="append", dest="file_ids", default=[],
                         help="a FileId that exists (repeatable)")
-    parser.add_argument("--task-duration", type=float, default=2.0)
+    parser.add_argument("--task-duration", type=float, default=2.0,
+                        help="seconds from creation to the end of a task (default 2.0)")
+    parser.add_argument("--failure-rate", type=float, default=0.0,
+                        help="share of tasks that end FINISH with ErrCode 70000 and no output (0..1)")
+    parser.add_argument("--abort-rate", type=float, default=0.0, help="share of tasks that end ABORTED (0..1)")
+    parser.add_argument("--output-bytes", type=int, default=None,
+                        help="size of each output download (default: the few-KB sample MP4 as is)")
+    parser.add_argument("--describe-rps", type=int, default=DESCRIBE_RPS,
+                        help=f"DescribeTaskDetail limit per second (default {DESCRIBE_RPS}); 0 = off")
     parser.add_argument("--fault", action="append", default=[],
                         help="queue a fault for the next CreateAigcVideoRedrawTask (repeatable)")
     parser.add_argument("--fault-rate", type=float, default=0.0)
@@ -832,22 +1328,26 @@ def main(argv=None) -> int:
     parser.add_argument("--max-skew", type=float, default=300)
     args = parser.parse_args(argv)
 
-    emulator = VodEmulator(
-        secret_id=args.secret_id,
-        secret_key=args.secret_key or os.environ.get(args.secret_key_env) or DEFAULT_SECRET_KEY,
-        token=args.token,
-        host=args.host,
-        port=args.port,
-        rps=args.rps,
-        latency=args.latency,
-        sub_app_ids=args.sub_app_ids,
-        known_file_ids=args.file_ids,
-        task_duration=args.task_duration,
-        fault_rate=args.fault_rate,
-        fault_seed=args.fault_seed,
-        max_skew=args.max_skew,
-    )
     try:
+        emulator = VodEmulator(
+            secret_id=args.secret_id,
+            secret_key=args.secret_key or os.environ.get(args.secret_key_env) or DEFAULT_SECRET_KEY,
+            token=args.token,
+            host=args.host,
+            port=args.port,
+            rps=args.rps,
+            latency=args.latency,
+            sub_app_ids=args.sub_app_ids,
+            known_file_ids=args.file_ids,
+            task_duration=args.task_duration,
+            fault_rate=args.fault_rate,
+            fault_seed=args.fault_seed,
+            max_skew=args.max_skew,
+            failure_rate=args.failure_rate,
+            abort_rate=args.abort_rate,
+            output_bytes=args.output_bytes,
+            describe_rps=args.describe_rps,
+        )
         emulator.inject(*args.fault)
     except ValueError as exc:
         parser.error(str(exc))

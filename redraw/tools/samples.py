@@ -27,17 +27,26 @@ def split_bucket(bucket: str) -> tuple:
 
 def cos_record(key: str, *, bucket: str = DEFAULT_BUCKET, region: str = DEFAULT_REGION,
                size: int = 7340032, event_name: str = "cos:ObjectCreated:Put",
-               request_id: Optional[str] = None, event_time: Optional[int] = None) -> dict:
-    """One COS notification record for an object key (given decoded)."""
+               request_id: Optional[str] = None, event_time: Optional[int] = None,
+               etag: Optional[str] = None, content_type: Optional[str] = None,
+               source_ip: str = "203.0.113.7") -> dict:
+    """One COS notification record for an object key (given decoded).
+
+    ``etag``: the object's MD5 in hex; ``meta.ETag`` carries it quoted, as COS's ETag header does.
+    """
     name, appid = split_bucket(bucket)
     encoded = quote(key, safe="/-_.~")
+    meta = {"x-cos-request-id": request_id or base64.b64encode(uuid.uuid4().bytes).decode(),
+            "Content-Type": content_type if content_type is not None else
+            "video/mp4" if key.lower().endswith(".mp4") else ""}
+    if etag is not None:
+        meta["ETag"] = f'"{etag}"'
     return {
         "cos": {
             "cosSchemaVersion": "1.0",
             "cosObject": {
                 "url": f"http://{bucket}.cos.{region}.myqcloud.com/{encoded}",
-                "meta": {"x-cos-request-id": request_id or base64.b64encode(uuid.uuid4().bytes).decode(),
-                         "Content-Type": "video/mp4" if key.lower().endswith(".mp4") else ""},
+                "meta": meta,
                 "vid": "",
                 "key": f"/{appid}/{name}/{encoded}",
                 "size": size,
@@ -50,7 +59,7 @@ def cos_record(key: str, *, bucket: str = DEFAULT_BUCKET, region: str = DEFAULT_
             "eventTime": int(time.time()) if event_time is None else event_time,
             "eventSource": "qcs::cos",
             "requestParameters": {
-                "requestSourceIP": "203.0.113.7",
+                "requestSourceIP": source_ip,
                 "requestHeaders": {"Authorization": "q-sign-algorithm=sha1&q-ak=AKIDEXAMPLE&q-signature=example"},
             },
             "eventQueue": f"qcs:0:scf:{_SHORT_REGIONS.get(region, region)}:appid/{appid}:default.redraw.$LATEST",
