@@ -22,12 +22,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from redraw import app, pacing  # noqa: E402
+from redraw.tools.cos_emulator import CosEmulator  # noqa: E402
 from redraw.tools.emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, VodEmulator  # noqa: E402
 
 SUB_APP_ID = 1500000001
 EVENTS = ROOT / "events"
 SECRET_CANARY = "CANARY-secret-key-9f8e7d6c5b4a"
 TOKEN_CANARY = "CANARY-session-token-1a2b3c4d5e6f"
+BUCKET = "media-1250000000"
+STATE = "redraw-state-1250000000"
 
 
 @pytest.fixture(autouse=True)
@@ -136,3 +139,27 @@ def redis_server():
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def cos(tmp_path):
+    emu = CosEmulator(root=tmp_path / "cos")
+    emu.add_bucket(BUCKET)
+    emu.add_bucket(STATE)
+    emu.start()
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+@pytest.fixture
+def follow(env, cos, emulator):
+    """The function's environment with the follow-up on, against both emulators."""
+    env.setenv("REDRAW_FOLLOW_UP", "true")
+    env.setenv("REDRAW_STATE_BUCKET", STATE)
+    env.setenv("TENCENTCLOUD_REGION", "ap-guangzhou")
+    env.setenv("REDRAW_COS_ENDPOINT", cos.url)
+    env.setenv("REDRAW_POLL_MAX_INTERVAL_S", "0")
+    emulator.task_duration = 0.2
+    return env

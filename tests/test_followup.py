@@ -8,39 +8,11 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
-from conftest import SUB_APP_ID
+from conftest import BUCKET, STATE, SUB_APP_ID
 from redraw.tools import samples
-from redraw.tools.cos_emulator import CosEmulator
 
-BUCKET = "media-1250000000"
-STATE = "redraw-state-1250000000"
 TIMER = {"Type": "Timer", "TriggerName": "redraw-sweep", "Time": "2026-12-05T08:00:00Z", "Message": "sweep"}
-
-
-@pytest.fixture
-def cos(tmp_path):
-    emu = CosEmulator(root=tmp_path / "cos")
-    emu.add_bucket(BUCKET)
-    emu.add_bucket(STATE)
-    emu.start()
-    try:
-        yield emu
-    finally:
-        emu.stop()
-
-
-@pytest.fixture
-def follow(env, cos, emulator):
-    """The function's environment with the follow-up on, against both emulators."""
-    env.setenv("REDRAW_FOLLOW_UP", "true")
-    env.setenv("REDRAW_STATE_BUCKET", STATE)
-    env.setenv("TENCENTCLOUD_REGION", "ap-guangzhou")
-    env.setenv("REDRAW_COS_ENDPOINT", cos.url)
-    env.setenv("REDRAW_POLL_MAX_INTERVAL_S", "0")
-    emulator.task_duration = 0.2
-    return env
 
 
 def sweep(invoke, **context):

@@ -296,7 +296,11 @@ class Sweep:
                              reason=exc.message)
             return
         final = self._final(record, ending, delivered)
-        self.store.put_json(self.bucket, self.region, done_key, final, self.deadline)
+        try:
+            self.store.put_json(self.bucket, self.region, done_key, final, self.deadline)
+        except BaseException:
+            self._release(claim)  # not finished (no line yet): the next sweep finds the delivery and says so
+            raise
         self._log_finished(final, ending)
         self.count(final["state"])
         self._tidy(pending, record, final, claim)
