@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EVENT  ?= events/cos-put.json
 
-.PHONY: setup demo serve test lint bench soak scale package package-local clean
+.PHONY: setup demo loop serve test lint bench soak scale package package-local clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ setup: $(STAMP)
 ## Run the handler on a sample upload event against the embedded VOD emulator.
 demo: $(STAMP)
 	$(PY) -m redraw.tools invoke $(EVENT)
+
+## The follow-up's whole loop on local emulators (README, "The follow-up"): upload -> task -> sweep ->
+## task.finished -> the redrawn video in the bucket folder. LOOP_ARGS="--dir ./bucket" keeps the folder.
+loop: $(STAMP)
+	$(PY) -m redraw.tools loop $(LOOP_ARGS)
 
 ## The function behind a local HTTP server (README, "Try it locally"). SERVE_ARGS="--watch ./bucket" adds a
 ## folder as the COS bucket.

@@ -268,6 +268,8 @@ def log_outcome(log: Any, message: str, outcome: Outcome, **extra: Any) -> None:
         fields["reason"] = outcome.reason
     if outcome.retries:
         fields["retried_after"] = outcome.retries
+    if outcome.recorded is not None:
+        fields["recorded"] = outcome.recorded
     if outcome.status != FAILED:
         log.info(message, **fields)
         return

@@ -24,7 +24,7 @@ from ..errors import ConfigError, InvalidRequestError, RedrawError, UpstreamErro
 
 DEMO_SUB_APP_ID = "1500000001"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-EVENT_KINDS = ("cos", "cos-delete", "url", "apigw", "ckafka", "direct")
+EVENT_KINDS = ("cos", "cos-delete", "url", "apigw", "ckafka", "direct", "timer")
 SERVE_TIMEOUT_S = 60      # serverless.yml's timeout (tests/test_serve.py keeps them equal)
 DEFAULT_KEY = "uploads/clip.mp4"
 _BUCKET_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?-[0-9]{5,}$")
@@ -257,6 +257,13 @@ def cmd_generate_event(args: argparse.Namespace) -> int:
         if not key or key.startswith("/") or key.endswith("/"):
             raise CliError("--key must be an object key such as uploads/clip.mp4 "
                            "(no leading or trailing /)")
+    if args.kind == "timer":  # the sweep's trigger: nothing to choose but the time it fires
+        given = [name for name, value in (("--key", args.key), ("--records", args.records), ("--size", args.size),
+                                          ("--url", args.url), ("--base64", args.base64 or None)) if value is not None]
+        if given:
+            raise CliError(f"{', '.join(given)} do not apply to timer events")
+        print(_dump(samples.timer_event()), flush=True)
+        return EXIT_OK
     cos_kind = args.kind in ("cos", "cos-delete")
     batch_kind = cos_kind or args.kind == "ckafka"
     if not cos_kind and args.size is not None:
@@ -393,6 +400,19 @@ def _print_status(summary: dict, as_json: bool) -> None:
     for name, value in lines:
         print(f"{name:<{width}}{show(value)}")
     sys.stdout.flush()
+
+
+def cmd_loop(args: argparse.Namespace) -> int:
+    from . import loop
+
+    if not 5 <= args.timeout <= 600:
+        raise CliError("--timeout must be between 5 and 600 seconds")
+    if not 1 <= args.sweep_every <= 60:
+        raise CliError("--sweep-every must be between 1 and 60 seconds")
+    if args.dir is not None and os.path.exists(args.dir) and not os.path.isdir(args.dir):
+        raise CliError(f"--dir {args.dir}: not a folder")
+    code = loop.run(args.dir, timeout=args.timeout, sweep_every=args.sweep_every, keep=args.keep)
+    return EXIT_OK if code == 0 else EXIT_FAILED
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -591,15 +611,17 @@ def build_parser() -> argparse.ArgumentParser:
         "generate-event", help="print a realistic sample event", formatter_class=formatter,
         description="Print a sample event as the platform sends it: a COS upload (cos) or delete "
                     "(cos-delete) notification, a function URL request (url), an API Gateway request "
-                    "(apigw), a CKafka batch of redraw requests (ckafka), or a direct invocation body "
-                    "(direct). Keys are given decoded; the event carries them percent-encoded like COS "
+                    "(apigw), a CKafka batch of redraw requests (ckafka), a direct invocation body "
+                    "(direct), or the timer trigger's event that runs the follow-up's sweep (timer). "
+                    "Keys are given decoded; the event carries them percent-encoded like COS "
                     "does. --url is not checked, to make bad requests on purpose.",
         epilog="examples:\n"
                "  redraw generate-event cos --key 'uploads/夏天 clip.mp4' --records 3\n"
                "  redraw generate-event url --url https://example.com/a.mp4 | redraw invoke -\n"
                "  redraw generate-event ckafka --records 5\n"
                "  redraw generate-event apigw --base64 --url https://example.com/a.mp4\n"
-               "  redraw generate-event cos --bucket videos-1250000000 | redraw invoke -")
+               "  redraw generate-event cos --bucket videos-1250000000 | redraw invoke -\n"
+               "  redraw generate-event timer > events/timer-sweep.json")
     p.add_argument("kind", choices=EVENT_KINDS, help="which event")
     p.add_argument("--bucket", default="media-1250000000", help="NAME-APPID (default %(default)s)")
     p.add_argument("--region", default="ap-guangzhou", help="default %(default)s")
@@ -675,10 +697,33 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "(default %(default)s)")
     p.add_argument("--prefix", help="--watch: the trigger's key prefix (default: serverless.yml's, else uploads/)")
     p.add_argument("--suffix", help="--watch: the trigger's key suffix (default: serverless.yml's, else none)")
+    p.add_argument("--follow-up", action="store_true",
+                   help="--watch: follow each task to its end as deployed: a local COS serves the folder as the "
+                        "bucket (records under redraw/, redrawn videos under redrawn/), swept by the timer")
+    p.add_argument("--sweep-every", type=float, default=60.0, metavar="SECONDS",
+                   help="--follow-up: the timer trigger's period (default %(default)g, as serverless.yml)")
     p.add_argument("--no-reload", action="store_true", help="do not restart the instances on code changes")
     p.add_argument("--quiet", action="store_true", help="no access line per request on stderr")
     _add_target(p, "call instead of the in-process emulator")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "loop", help="the whole follow-up loop on local emulators, in seconds (make loop)",
+        formatter_class=formatter,
+        description="Show the loop the follow-up closes: starts redraw serve --watch DIR --follow-up (an "
+                    "in-process VOD emulator whose tasks end after 2 s, a local COS serving DIR as the bucket), "
+                    "writes a real MP4 into DIR/uploads/, and reports each step from the function's log lines: "
+                    "the task the COS trigger created, the sweep, the one task.finished line, the redrawn "
+                    "video in DIR/redrawn/ and the receipt under DIR/redraw/. Exits 0 when the loop closed, "
+                    "1 when it did not within --timeout. Needs no cloud account and no configuration.",
+        epilog="examples:\n"
+               "  redraw loop\n"
+               "  redraw loop --dir ./bucket      # keep the folder and look at what it holds")
+    p.add_argument("--dir", help="the bucket folder (default: a temporary one, removed afterwards)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds (default %(default)g)")
+    p.add_argument("--sweep-every", type=float, default=2.0, help="the sweep's period (default %(default)g s)")
+    p.set_defaults(func=cmd_loop)
 
     p = sub.add_parser(
         "status", help="show a task (DescribeTaskDetail), optionally wait for it",

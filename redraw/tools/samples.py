@@ -72,6 +72,13 @@ def cos_event(keys: List[str], **kwargs: Any) -> dict:
     return {"Records": [cos_record(k, **kwargs) for k in keys]}
 
 
+def timer_event(message: str = "sweep", trigger: str = "redraw-sweep", when: Optional[float] = None) -> dict:
+    """The SCF timer trigger's event: the trigger's name, the UTC time it fired, its argument as Message."""
+    fired = time.gmtime(time.time() if when is None else when)
+    return {"Type": "Timer", "TriggerName": trigger, "Time": time.strftime("%Y-%m-%dT%H:%M:%SZ", fired),
+            "Message": message}
+
+
 def redraw_body(url: str = f"https://{DEFAULT_BUCKET}.cos.{DEFAULT_REGION}.myqcloud.com/uploads/clip.mp4",
                 **fields: Any) -> dict:
     return {"FileInfo": {"Type": "Url", "Url": url}, **fields}

@@ -15,6 +15,10 @@
 - **A folder as the bucket.** ``--watch DIR``: ``redraw.tools.watch`` turns completed files into COS
   events, handled asynchronously by the same pool (a COS trigger is asynchronous), each result on
   stderr.
+- **The follow-up.** ``--follow-up`` (with ``--watch``): the project's COS emulator serves DIR as the
+  bucket (``REDRAW_COS_ENDPOINT``), which is also the state bucket, as serverless.yml deploys it;
+  the timer trigger's event runs the sweep every ``--sweep-every`` seconds on the same pool. Records
+  and receipts appear under ``DIR/redraw/``, redrawn videos under ``DIR/redrawn/``.
 
 Protocol with a worker: one JSON line per request on its stdin (``{"event", "context"}``), one JSON
 line per answer on the pipe FD (``{"ok", "result"}`` or ``{"ok": false, "error", "message"}``).
@@ -735,13 +739,35 @@ class Service:
             observer.join(timeout=5)
         self._stoppers.append(stop)
 
-    def watch_folder(self, folder: str, *, bucket: str, region: str, prefix: str, suffix: str) -> Any:
+    def watch_folder(self, folder: str, *, bucket: str, region: str, prefix: str, suffix: str,
+                     own_prefixes: Tuple[str, ...] = ()) -> Any:
         from .watch import FolderWatcher
 
         watcher = FolderWatcher(folder, bucket=bucket, region=region, prefix=prefix, suffix=suffix,
-                                deliver=self.invoke_async, note=_say).start()
+                                deliver=self.invoke_async, note=_say, own_prefixes=own_prefixes).start()
         self._stoppers.append(watcher.stop)
         return watcher
+
+    def sweep_every(self, seconds: float) -> None:
+        """The timer trigger: its event every ``seconds`` on the pool, one sweep at a time."""
+        from .samples import timer_event
+
+        stopped = threading.Event()
+
+        def loop() -> None:
+            while not stopped.wait(seconds):
+                started = time.perf_counter()
+                try:
+                    answer = self.pool.invoke(timer_event(), self.context())
+                except PoolClosed:
+                    return
+                took = f"{(time.perf_counter() - started) * 1000:.0f} ms"
+                _say(f"sweep: {describe_sweep(answer)} ({took})")
+
+        thread = threading.Thread(target=loop, name="serve-timer", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        self._stoppers.append(stopped.set)
 
     def stop(self) -> None:
         for stopper in reversed(self._stoppers):
@@ -776,6 +802,38 @@ def describe_async(answer: dict) -> str:
         detail = record.get("task_id") or record.get("reason") or ""
         parts.append(f"{record.get('status')}" + (f" ({detail})" if detail else ""))
     return "; ".join(parts) or "no records"
+
+
+def describe_sweep(answer: dict) -> str:
+    """One line about a sweep's result: what it found and how many tasks ended."""
+    result = answer.get("result") if answer.get("ok") else None
+    summary = result.get("sweep") if isinstance(result, dict) else None
+    if not isinstance(summary, dict):
+        return describe_async(answer)
+    ended = {k: summary[k] for k in ("succeeded", "failed", "lost") if summary.get(k)}
+    others = {k: v for k, v in summary.items() if k not in ("pending", "due", *ended) and v}
+    parts = [f"{summary.get('pending', 0)} pending, {summary.get('due', 0)} due"]
+    parts += [f"{n} {k}" for k, n in ended.items()] + [f"{k} {n}" for k, n in others.items()]
+    return ", ".join(parts)
+
+
+def local_follow_up(args: Any, updates: Dict[str, Optional[str]]) -> Tuple[Any, Dict[str, str]]:
+    """A COS emulator serving the watched folder as the bucket (and state bucket); the variables that
+    point the function's follow-up at it. Signatures are checked with the function's own credentials."""
+    from .cos_emulator import CosEmulator
+
+    def current(name: str) -> Optional[str]:
+        return updates[name] if name in updates else os.environ.get(name)
+
+    cos = CosEmulator(secret_id=current("TENCENTCLOUD_SECRETID") or "",
+                      secret_key=current("TENCENTCLOUD_SECRETKEY") or "",
+                      token=current("TENCENTCLOUD_SESSIONTOKEN") or None)
+    cos.add_bucket(args.bucket, args.watch)
+    cos.start()
+    return cos, {"REDRAW_FOLLOW_UP": "true", "REDRAW_STATE_BUCKET": args.bucket, "REDRAW_STATE_REGION": args.region,
+                 "TENCENTCLOUD_REGION": args.region, "REDRAW_COS_ENDPOINT": cos.url,
+                 "REDRAW_POLL_MAX_INTERVAL_S": os.environ.get("REDRAW_POLL_MAX_INTERVAL_S") or "0",
+                 "REDRAW_DELIVER_PREFIX": os.environ.get("REDRAW_DELIVER_PREFIX") or "redrawn/"}
 
 
 def worker_env(updates: Dict[str, Optional[str]]) -> Dict[str, str]:
@@ -824,6 +882,11 @@ def run(args: Any) -> int:
             raise cli.CliError("--region must look like ap-guangzhou")
     elif args.prefix is not None or args.suffix is not None:
         raise cli.CliError("--prefix and --suffix apply to --watch only")
+    if args.follow_up and args.watch is None:
+        raise cli.CliError("--follow-up needs --watch DIR: the folder is the bucket its records and "
+                           "redrawn videos go to")
+    if not 1 <= args.sweep_every <= 3600:
+        raise cli.CliError("--sweep-every must be between 1 and 3600 seconds")
 
     time_limit_ms = int(args.timeout * 1000)
     service = Service(host=args.host, port=args.port, instances=args.instances, time_limit_ms=time_limit_ms,
@@ -849,6 +912,11 @@ def run(args: Any) -> int:
             previous[number] = signal.signal(number, stop_on_signal)
     try:
         with cli.vod_target(args, embedded_ok=True, quiet=True) as updates:
+            local_cos = None
+            if args.follow_up:
+                local_cos, follow = local_follow_up(args, updates)
+                service._stoppers.insert(0, local_cos.stop)  # stopped last: sweeps in flight still reach it
+                updates = {**updates, **follow}
             settings = cli._settings(updates)   # a configuration error: exit 2 now, not a 500 per request
             service.pool.env = worker_env(updates)
             embedded = "TENCENTCLOUD_SECRETKEY" in updates
@@ -869,13 +937,22 @@ def run(args: Any) -> int:
                 prefix = args.prefix if args.prefix is not None else prefix
                 suffix = args.suffix if args.suffix is not None else suffix
                 try:
+                    own = (settings.state_prefix, settings.deliver_prefix or settings.state_prefix) \
+                        if local_cos is not None else ()
                     service.watch_folder(args.watch, bucket=args.bucket, region=args.region, prefix=prefix,
-                                         suffix=suffix)
+                                         suffix=suffix, own_prefixes=own)
                 except WatchError as exc:
                     raise cli.CliError(str(exc)) from None
                 lines.append(f"watching {os.path.realpath(args.watch)} as bucket {args.bucket} ({args.region}), "
                              f"prefix {prefix!r} suffix {suffix!r} ({source}): a file written and closed, or "
                              "moved in, fires cos:ObjectCreated:Put; a deleted one cos:ObjectRemove:Delete")
+            if local_cos is not None:
+                service.sweep_every(args.sweep_every)
+                folder = os.path.realpath(args.watch)
+                lines.append(f"follow-up on: a local COS at {local_cos.url} serves the folder as bucket "
+                             f"{args.bucket}; records and receipts go to {os.path.join(folder, settings.state_prefix)}, "
+                             f"redrawn videos to {os.path.join(folder, settings.deliver_prefix or '')}; "
+                             f"the timer trigger sweeps every {args.sweep_every:g} s")
             # everything is ready when the first line appears: it says where, and how to try it
             _say(f"serving the function on {service.url} -- try: {curl_example(service.url)}")
             where = (f"an in-process VOD emulator at {updates['VOD_ENDPOINT']} (nothing reaches Tencent Cloud)"

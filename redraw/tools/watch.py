@@ -140,9 +140,11 @@ class FolderWatcher:
     """
 
     def __init__(self, root: str, *, bucket: str, region: str, prefix: str, suffix: str,
-                 deliver: Callable[[dict, str], None], note: Callable[[str], None]) -> None:
+                 deliver: Callable[[dict, str], None], note: Callable[[str], None],
+                 own_prefixes: Tuple[str, ...] = ()) -> None:
         self.root = os.path.realpath(root)
         self.bucket, self.region, self.prefix, self.suffix = bucket, region, prefix, suffix
+        self.own_prefixes = own_prefixes  # the function's own objects (records, deliveries): no note
         self.deliver, self.note = deliver, note
         self._fired: Dict[str, Tuple[int, int, int]] = {}   # path -> (inode, size, mtime_ns) of its last Put
         self._jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="watch")
@@ -233,7 +235,7 @@ class FolderWatcher:
                 self.note(f"watch: skipped {shown}: its name is not valid UTF-8 (COS keys are UTF-8); no event sent")
             return None
         if not (key.startswith(self.prefix) and key.endswith(self.suffix)):
-            if tell:
+            if tell and not key.startswith(self.own_prefixes):
                 self.note(f"watch: {key} is outside the trigger's filter (prefix {self.prefix!r}, "
                           f"suffix {self.suffix!r}); no event, as COS would send none")
             return None
