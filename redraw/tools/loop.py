@@ -145,9 +145,9 @@ def _fail(out: Callable[[str], None], what: str, server: _Server) -> int:
     out(f"redraw loop: {what}; the server's last lines:")
     for line in server.notes[-10:]:
         out("  " + line)
-    for line in server.logs[-5:]:
-        if line.get("level") in ("warning", "error"):
-            out("  " + json.dumps(_short(line), ensure_ascii=False))
+    for entry in server.logs[-5:]:
+        if entry.get("level") in ("warning", "error"):
+            out("  " + json.dumps(_short(entry), ensure_ascii=False))
     return 1
 
 
