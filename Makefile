@@ -36,7 +36,7 @@ test: $(STAMP)
 ## Deployment package for SCF (Linux x86_64, CPython 3.10 wheels + 3.10 bytecode): dist/redraw-scf.zip,
 ## and the same tree unpacked in dist/redraw-scf/ (the `src` of serverless.yml).
 ## PY310=/path/to/python3.10 picks the interpreter that compiles the bytecode (default: searched for).
-## PACKAGE_ARGS="--extra cos-python-sdk-v5" adds the COS SDK for REDRAW_PRESIGN_URLS=true.
+## PACKAGE_ARGS="--extra NAME" adds a requirement beside requirements.txt.
 package: $(STAMP)
 	$(PY) scripts/package.py --target scf $(if $(PY310),--python $(PY310)) $(PACKAGE_ARGS)
 	rm -rf dist/redraw-scf && $(PY) -m zipfile -e dist/redraw-scf.zip dist/redraw-scf

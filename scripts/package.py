@@ -66,7 +66,10 @@ SIZE_LIMIT = 10 * 1024 * 1024          # our own target; SCF accepts 50 MB zippe
 SCF_CODE_DIR = "/var/user"             # where SCF unpacks the code (only used for co_filename)
 
 DROP_TOP = {"bin", "pip", "setuptools", "pkg_resources", "_distutils_hack", "wheel",
-            "distutils-precedence.pth", "__pycache__"}
+            "distutils-precedence.pth", "__pycache__",
+            # pycryptodome (17 MB): only cos-python-sdk-v5's client-side encryption imports it
+            # (qcloud_cos/crypto.py, cos_encryption_client.py), which redraw never uses
+            "Crypto"}
 DROP_DIR_NAMES = {"__pycache__", "tests", "test"}
 DROP_FILE_SUFFIXES = (".pyc", ".pyo", ".pyi")
 DROP_FILE_NAMES = {"py.typed"}
@@ -149,9 +152,61 @@ def _requirement_names(text: str) -> List[str]:
     return names
 
 
+#: Dependencies published only as source, with a pure-Python package inside: ``name: (version, the
+#: package's folder in the sdist)``. crcmod (needed by cos-python-sdk-v5) has an optional C extension
+#: and falls back to its pure-Python CRC functions, which are what ships.
+PURE_SDISTS = {"crcmod": ("1.7", "python3/crcmod")}
+
+
+def _pure_wheels(where: Path) -> Path:
+    """py3-none-any wheels built from PURE_SDISTS' pure-Python packages (for --only-binary installs)."""
+    import base64
+    import tarfile
+
+    where.mkdir(parents=True, exist_ok=True)
+    for name, (version, folder) in PURE_SDISTS.items():
+        wheel = where / f"{name}-{version}-py3-none-any.whl"
+        if wheel.exists():
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
+                   "--no-binary", ":all:", "--dest", tmp, f"{name}=={version}"]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            sdists = glob.glob(os.path.join(tmp, f"{name}-{version}.tar.gz"))
+            if proc.returncode != 0 or not sdists:
+                raise SystemExit(f"pip download of {name}=={version} (source) failed: {proc.stderr.strip()[-500:]}")
+            files: List[Tuple[str, bytes]] = []
+            with tarfile.open(sdists[0]) as sdist:
+                prefix = f"{name}-{version}/{folder}/"
+                for member in sdist.getmembers():
+                    if member.isfile() and member.name.startswith(prefix) and member.name.endswith(".py") \
+                            and not member.name.endswith("/test.py"):
+                        handle = sdist.extractfile(member)
+                        assert handle is not None
+                        files.append((f"{name}/{member.name[len(prefix):]}", handle.read()))
+                licence = next((m for m in sdist.getmembers() if m.name == f"{name}-{version}/LICENSE"), None)
+                if licence is not None and (handle := sdist.extractfile(licence)) is not None:
+                    files.append((f"{name}-{version}.dist-info/LICENSE", handle.read()))
+        info = f"{name}-{version}.dist-info"
+        files.append((f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()))
+        files.append((f"{info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: redraw-package\nRoot-Is-Purelib: true\n"
+                                       b"Tag: py3-none-any\n"))
+        record = [f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},"
+                  f"{len(data)}" for path, data in files] + [f"{info}/RECORD,,"]
+        files.append((f"{info}/RECORD", ("\n".join(record) + "\n").encode()))
+        partial = wheel.with_suffix(".tmp")
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
+            for path, data in files:
+                zf.writestr(path, data)
+        partial.rename(wheel)
+        log(f"built {wheel.name} from the source distribution's pure-Python package")
+    return where
+
+
 def _pip_install(target: Path, requirements: Path, extra: Sequence[str], scf: bool) -> None:
+    wheels = _pure_wheels(target.parent / "pure-wheels")
     cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-           "--no-compile", "--no-warn-script-location", "--only-binary=:all:",
+           "--no-compile", "--no-warn-script-location", "--only-binary=:all:", "--find-links", str(wheels),
            "--target", str(target), "-r", str(requirements), *extra]
     if scf:
         cmd += ["--platform", SCF_PLATFORM, "--python-version", SCF_PYTHON, "--implementation", "cp"]
@@ -386,10 +441,12 @@ events = json.loads(sys.argv[1])
 import handler
 out, sys.stdout = sys.stdout, open(os.devnull, "w")
 answers = {name: handler.main_handler(event, {"request_id": "verify-" + name}) for name, event in events.items()}
+sweep = handler.main_handler({"Type": "Timer", "TriggerName": "redraw-sweep", "Time": "2026-12-05T08:00:00Z",
+                              "Message": "sweep"}, {"request_id": "verify-sweep", "time_limit_in_ms": 60000})
 sys.stdout = out
 import certifi
 tools = sorted(m for m in sys.modules if m.startswith("redraw.tools") or m in ("rich", "yaml", "pytest"))
-print(json.dumps({"answers": answers, "tools": tools, "python": "%d.%d" % sys.version_info[:2],
+print(json.dumps({"answers": answers, "sweep": sweep["sweep"], "tools": tools, "python": "%d.%d" % sys.version_info[:2],
                   "cert": os.path.exists(certifi.where())}))
 """
 
@@ -404,16 +461,20 @@ def _outcome(kind: str, answer: dict) -> str:
 
 
 def verify(zip_path: Path, python: str, bytecode: bool) -> None:
-    """Unzip into a read-only directory and run the function from it, as SCF would.
+    """Unzip into a read-only directory and run the function from it, as SCF would, with the
+    follow-up on as serverless.yml deploys it: each sample event, then a timer sweep that finishes
+    and delivers every task (the COS SDK from the package, against the COS emulator).
 
-    Only the unzipped code is on ``sys.path`` (``-S``: no site-packages); the VOD
-    emulator runs in this process, so nothing of the tools is importable there.
+    Only the unzipped code is on ``sys.path`` (``-S``: no site-packages); the emulators run in
+    this process, so nothing of the tools is importable there.
     """
     sys.path.insert(0, str(ROOT))
+    from redraw.tools.cos_emulator import CosEmulator
     from redraw.tools.emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, VodEmulator
 
     events = {name: json.loads((ROOT / "events" / name).read_text(encoding="utf-8")) for name in VERIFY_EVENTS}
-    with tempfile.TemporaryDirectory(prefix="redraw-verify-") as tmp, VodEmulator(rps=None) as emu:
+    with tempfile.TemporaryDirectory(prefix="redraw-verify-") as tmp, \
+            VodEmulator(rps=None, task_duration=0) as emu, CosEmulator(root=Path(tmp) / "cos", auto_buckets=True) as cos:
         code = Path(tmp) / "code"
         with zipfile.ZipFile(zip_path) as zf:
             zf.extractall(code)
@@ -422,7 +483,10 @@ def verify(zip_path: Path, python: str, bytecode: bool) -> None:
                 os.chmod(os.path.join(dirpath, n), 0o444)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(code),
                "LANG": "C.UTF-8", "VOD_ENDPOINT": emu.url, "VOD_SUB_APP_ID": "1500000001",
-               "TENCENTCLOUD_SECRETID": DEFAULT_SECRET_ID, "TENCENTCLOUD_SECRETKEY": DEFAULT_SECRET_KEY}
+               "TENCENTCLOUD_SECRETID": DEFAULT_SECRET_ID, "TENCENTCLOUD_SECRETKEY": DEFAULT_SECRET_KEY,
+               "TENCENTCLOUD_REGION": "ap-guangzhou", "REDRAW_FOLLOW_UP": "true",
+               "REDRAW_STATE_BUCKET": "media-1250000000", "REDRAW_COS_ENDPOINT": cos.url,
+               "REDRAW_DELIVER_PREFIX": "redrawn/", "REDRAW_POLL_MAX_INTERVAL_S": "0"}
         proc = subprocess.run([python, "-B", "-S", "-v", "-c", _VERIFY, json.dumps(events)], capture_output=True,
                               text=True, env=env, cwd=tmp, timeout=120)
         if proc.returncode != 0:
@@ -435,6 +499,9 @@ def verify(zip_path: Path, python: str, bytecode: bool) -> None:
         if set(outcomes.values()) != {"submitted"} or emu.task_count != tasks or not report["cert"] \
                 or report["tools"]:
             raise SystemExit(f"verify: unexpected outcome {outcomes}, {emu.task_count} tasks, tools {report['tools']}")
+        delivered = len(cos.keys("media-1250000000", "redrawn/"))
+        if report["sweep"].get("succeeded") != tasks or delivered != tasks:
+            raise SystemExit(f"verify: the sweep finished {report['sweep']} and delivered {delivered} of {tasks} tasks")
         # "# code object from '<path>.py'" = compiled from source at import time.
         from_source = [line for line in proc.stderr.splitlines()
                        if line.startswith("# code object from") and str(code) in line
@@ -445,7 +512,8 @@ def verify(zip_path: Path, python: str, bytecode: bool) -> None:
         if bytecode and from_source:
             raise SystemExit(f"verify: {len(from_source)} modules compiled from source at import, "
                              f"e.g. {from_source[:3]}")
-        log(f"verify: OK under Python {report['python']} ({python}): {', '.join(events)} → tasks submitted; "
+        log(f"verify: OK under Python {report['python']} ({python}): {', '.join(events)} → tasks submitted, "
+            f"recorded, swept and delivered; "
             f"{len(from_pyc)} modules loaded from bytecode, {len(from_source)} compiled from source")
 
 

@@ -156,3 +156,17 @@ def test_a_task_vod_no_longer_knows_ends_with_an_error_line(invoke, follow, cos,
     assert line["task_id"] == task_id and line["level"] == "error"
     assert not done.lines("task.finished") and cos.keys(STATE, "redraw/pending/") == []
     assert not sweep(invoke).lines("task.lost")  # not retried for ever
+
+
+def test_a_task_recorded_by_hand_as_the_readme_says_is_followed(invoke, follow, cos, emulator):
+    out = invoke(samples.redraw_body("https://example.com/in/by-hand.mp4"))
+    task_id = out.result["TaskId"]
+    for key in cos.keys(STATE, "redraw/"):  # as if recording had failed: nothing in the bucket
+        Path(cos.buckets[STATE], key).unlink()
+    by_hand = {"task_id": task_id, "sub_app_id": SUB_APP_ID}
+    Path(cos.buckets[STATE], "redraw/pending").mkdir(parents=True, exist_ok=True)
+    Path(cos.buckets[STATE], f"redraw/pending/{int(time.time())}-{task_id}.json").write_text(json.dumps(by_hand))
+    wait_ended(emulator)
+    [line] = sweep(invoke).lines("task.finished")
+    assert line["task_id"] == task_id and line["outcome"] == "succeeded"
+    assert line["session_id"] is None and line["output_url"] and "?" not in line["output_url"]

@@ -72,3 +72,20 @@ def test_the_timer_event_sample_is_the_platforms_shape():
     assert event["Message"] == "sweep" and event["Time"].endswith("Z")
     shipped = json.loads((ROOT / "events" / "timer-sweep.json").read_text(encoding="utf-8"))
     assert set(shipped) == set(event) and shipped["Message"] == "sweep"
+
+
+def test_redraw_follow_up_in_the_environment_turns_it_on_with_a_state_bucket_of_its_own(tmp_path):
+    folder = tmp_path / "bucket"
+    (folder / "uploads").mkdir(parents=True)
+    env = clean_env(REDRAW_FOLLOW_UP="true", REDRAW_STATE_BUCKET="redraw-state-1250000000")
+    with Served("--no-reload", "--watch", str(folder), "--sweep-every", "1", env=env) as server:
+        wait_for(lambda: any("follow-up on" in line for line in server.errors()), 30, "the follow-up line")
+        (folder / "uploads" / "c.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42c")
+        [line] = wait_for(lambda: [x for x in server.logs() if x.get("event") == "task.finished"], 60,
+                          "the task.finished line")
+    state = folder / ".cos" / "buckets" / "redraw-state-1250000000"
+    receipt = json.loads((state / "redraw" / "uploads" / "media-1250000000" / "uploads" / "c.mp4.json")
+                         .read_text(encoding="utf-8"))
+    assert receipt["task_id"] == line["task_id"]
+    assert (folder / "redrawn" / "uploads" / "c.mp4").read_bytes() == sample_mp4()  # beside the upload
+    assert not (folder / "redraw").exists()  # the state went to the other bucket

@@ -294,7 +294,7 @@ def main_handler(event, context):
 def test_reload_and_a_function_that_misbehaves(tmp_path, vod):
     root = _copy_checkout(tmp_path)
     (root / "handler.py").write_text(MISBEHAVING)
-    with Served("--endpoint", vod.url, "--instances", "2", "--timeout", "1",
+    with Served("--endpoint", vod.url, "--instances", "2", "--timeout", "2",
                 env=function_env(root), cwd=root) as running:
         # a function that raises, returns something else, or hangs: answered as the platform does
         status, _, raw = running.request("GET", "/raise")

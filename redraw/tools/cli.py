@@ -699,9 +699,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suffix", help="--watch: the trigger's key suffix (default: serverless.yml's, else none)")
     p.add_argument("--follow-up", action="store_true",
                    help="--watch: follow each task to its end as deployed: a local COS serves the folder as the "
-                        "bucket (records under redraw/, redrawn videos under redrawn/), swept by the timer")
-    p.add_argument("--sweep-every", type=float, default=60.0, metavar="SECONDS",
-                   help="--follow-up: the timer trigger's period (default %(default)g, as serverless.yml)")
+                        "bucket (records under redraw/, redrawn videos under redrawn/), swept on a timer "
+                        "(also on when REDRAW_FOLLOW_UP=true)")
+    p.add_argument("--sweep-every", type=float, default=5.0, metavar="SECONDS",
+                   help="the follow-up: the timer trigger's period (default %(default)g; deployed: 60)")
     p.add_argument("--no-reload", action="store_true", help="do not restart the instances on code changes")
     p.add_argument("--quiet", action="store_true", help="no access line per request on stderr")
     _add_target(p, "call instead of the in-process emulator")

@@ -817,9 +817,16 @@ def describe_sweep(answer: dict) -> str:
     return ", ".join(parts)
 
 
-def local_follow_up(args: Any, updates: Dict[str, Optional[str]]) -> Tuple[Any, Dict[str, str]]:
-    """A COS emulator serving the watched folder as the bucket (and state bucket); the variables that
-    point the function's follow-up at it. Signatures are checked with the function's own credentials."""
+def follow_up_wanted(args: Any) -> bool:
+    """``--follow-up``, or ``REDRAW_FOLLOW_UP=true`` in the environment (as the deployed function has it)."""
+    return bool(args.follow_up) or (os.environ.get("REDRAW_FOLLOW_UP") or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def local_follow_up(args: Any, updates: Dict[str, Optional[str]]) -> Tuple[Any, Dict[str, str], str]:
+    """A COS emulator serving the watched folder as the bucket (and as the state bucket, unless
+    REDRAW_STATE_BUCKET names another: that one lives under the folder's hidden ``.cos/``); the
+    variables that point the function's follow-up at it; where the state bucket's files are.
+    Signatures are checked with the function's own credentials."""
     from .cos_emulator import CosEmulator
 
     def current(name: str) -> Optional[str]:
@@ -829,11 +836,17 @@ def local_follow_up(args: Any, updates: Dict[str, Optional[str]]) -> Tuple[Any, 
                       secret_key=current("TENCENTCLOUD_SECRETKEY") or "",
                       token=current("TENCENTCLOUD_SESSIONTOKEN") or None)
     cos.add_bucket(args.bucket, args.watch)
+    state = (os.environ.get("REDRAW_STATE_BUCKET") or "").strip() or args.bucket
+    state_dir = os.path.realpath(args.watch)
+    if state != args.bucket:
+        state_dir = os.path.join(state_dir, ".cos", "buckets", state)
+        os.makedirs(state_dir, exist_ok=True)
+        cos.add_bucket(state, state_dir)
     cos.start()
-    return cos, {"REDRAW_FOLLOW_UP": "true", "REDRAW_STATE_BUCKET": args.bucket, "REDRAW_STATE_REGION": args.region,
+    return cos, {"REDRAW_FOLLOW_UP": "true", "REDRAW_STATE_BUCKET": state, "REDRAW_STATE_REGION": args.region,
                  "TENCENTCLOUD_REGION": args.region, "REDRAW_COS_ENDPOINT": cos.url,
                  "REDRAW_POLL_MAX_INTERVAL_S": os.environ.get("REDRAW_POLL_MAX_INTERVAL_S") or "0",
-                 "REDRAW_DELIVER_PREFIX": os.environ.get("REDRAW_DELIVER_PREFIX") or "redrawn/"}
+                 "REDRAW_DELIVER_PREFIX": os.environ.get("REDRAW_DELIVER_PREFIX") or "redrawn/"}, state_dir
 
 
 def worker_env(updates: Dict[str, Optional[str]]) -> Dict[str, str]:
@@ -885,6 +898,9 @@ def run(args: Any) -> int:
     if args.follow_up and args.watch is None:
         raise cli.CliError("--follow-up needs --watch DIR: the folder is the bucket its records and "
                            "redrawn videos go to")
+    if follow_up_wanted(args) and args.watch is None and not os.environ.get("REDRAW_COS_ENDPOINT"):
+        raise cli.CliError("REDRAW_FOLLOW_UP=true needs --watch DIR (a folder as the local bucket) or "
+                           "REDRAW_COS_ENDPOINT (a COS endpoint of your own); unset it to serve without the follow-up")
     if not 1 <= args.sweep_every <= 3600:
         raise cli.CliError("--sweep-every must be between 1 and 3600 seconds")
 
@@ -912,9 +928,9 @@ def run(args: Any) -> int:
             previous[number] = signal.signal(number, stop_on_signal)
     try:
         with cli.vod_target(args, embedded_ok=True, quiet=True) as updates:
-            local_cos = None
-            if args.follow_up:
-                local_cos, follow = local_follow_up(args, updates)
+            local_cos, state_dir = None, ""
+            if follow_up_wanted(args) and args.watch is not None:
+                local_cos, follow, state_dir = local_follow_up(args, updates)
                 service._stoppers.insert(0, local_cos.stop)  # stopped last: sweeps in flight still reach it
                 updates = {**updates, **follow}
             settings = cli._settings(updates)   # a configuration error: exit 2 now, not a 500 per request
@@ -946,13 +962,16 @@ def run(args: Any) -> int:
                 lines.append(f"watching {os.path.realpath(args.watch)} as bucket {args.bucket} ({args.region}), "
                              f"prefix {prefix!r} suffix {suffix!r} ({source}): a file written and closed, or "
                              "moved in, fires cos:ObjectCreated:Put; a deleted one cos:ObjectRemove:Delete")
-            if local_cos is not None:
+            if follow_up_wanted(args):
                 service.sweep_every(args.sweep_every)
+            if local_cos is not None:
                 folder = os.path.realpath(args.watch)
                 lines.append(f"follow-up on: a local COS at {local_cos.url} serves the folder as bucket "
-                             f"{args.bucket}; records and receipts go to {os.path.join(folder, settings.state_prefix)}, "
+                             f"{args.bucket}; records and receipts go to {os.path.join(state_dir, settings.state_prefix)}, "
                              f"redrawn videos to {os.path.join(folder, settings.deliver_prefix or '')}; "
                              f"the timer trigger sweeps every {args.sweep_every:g} s")
+            elif follow_up_wanted(args):
+                lines.append(f"follow-up on (REDRAW_COS_ENDPOINT): the timer trigger sweeps every {args.sweep_every:g} s")
             # everything is ready when the first line appears: it says where, and how to try it
             _say(f"serving the function on {service.url} -- try: {curl_example(service.url)}")
             where = (f"an in-process VOD emulator at {updates['VOD_ENDPOINT']} (nothing reaches Tencent Cloud)"
