@@ -85,18 +85,22 @@ class CosStore:
               attempts: int = MAX_ATTEMPTS) -> T:
         """Run ``send`` until it succeeds, a retry cannot help, or the deadline is near."""
         from qcloud_cos.cos_exception import CosClientError, CosServiceError
+        from urllib3.exceptions import HTTPError
 
         attempt = 0
         while True:
             attempt += 1
             try:
                 return send()
+            except StorageError as exc:  # found by ``send`` itself (e.g. a body cut short)
+                error = exc
             except CosServiceError as exc:
                 error = self._service_error(op, bucket, key, exc.get_status_code(), exc.get_error_code())
             except CosClientError:
                 error = StorageError(f"COS {op} on bucket {bucket} failed: COS could not be reached",
                                      retryable=True, cos_code="ClientError")
-            except (OSError, ValueError) as exc:  # requests' errors are OSErrors; bad XML a ValueError
+            except (OSError, ValueError, HTTPError) as exc:  # requests' errors are OSErrors, urllib3's
+                # (a body cut short while it is read) HTTPErrors; bad XML a ValueError
                 error = StorageError(f"COS {op} on bucket {bucket} failed ({type(exc).__name__})",
                                      retryable=True, cos_code=type(exc).__name__)
             wait = backoff(attempt, self._rng)
@@ -171,10 +175,19 @@ class CosStore:
                     return None
                 raise
             stream = answer["Body"].get_raw_stream()
-            data = stream.read(limit + 1)
+            data = b""
+            while len(data) <= limit:  # to the end of the body: one read may stop short of it
+                chunk = stream.read(limit + 1 - len(data))
+                if not chunk:
+                    break
+                data += chunk
             if len(data) > limit:
                 raise StorageError(f"COS object in bucket {bucket} is larger than {limit} bytes",
                                    retryable=False)
+            length = next((str(v) for k, v in answer.items() if str(k).lower() == "content-length"), "")
+            if length.isdigit() and len(data) != int(length):  # the connection ended early: not the object
+                raise StorageError(f"COS get on bucket {bucket} failed: the answer was cut short "
+                                   f"({len(data)} of {length} bytes)", retryable=True, cos_code="IncompleteBody")
             return data
         return self._call("get", bucket, key, deadline, send)
 

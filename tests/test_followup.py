@@ -184,3 +184,26 @@ def test_a_task_vod_no_longer_knows_ends_with_an_error_line(invoke, follow, cos,
     assert line["task_id"] == task_id and line["level"] == "error"
     assert not done.lines("task.finished") and cos.keys(STATE, "redraw/pending/") == []
     assert not sweep(invoke).lines("task.lost")  # not retried for ever
+
+
+def test_a_cos_answer_cut_short_is_retried_not_read_as_the_object(invoke, follow, cos, emulator):
+    """COS promised the whole body (Content-Length) and sent half: a truncated pending record is not
+    'not redraw's', and a truncated claim is not 'expired' (the sweep holding it is still at work)."""
+    out = upload(invoke)
+    task_id = out.result["results"][0]["task_id"]
+    wait_ended(emulator)
+    held = {"task_id": task_id, "claimed_at": "2026-12-05T08:00:00Z", "expires": time.time() + 600,
+            "request_id": "another-sweep"}
+    claim = Path(cos.buckets[STATE], f"redraw/claims/{task_id}/000000")
+    claim.parent.mkdir(parents=True)
+    claim.write_text(json.dumps(held, indent=2))
+    cos.inject("cut", method="GET", key_prefix="redraw/pending/")
+    cos.inject("cut", method="GET", key_prefix="redraw/claims/")
+    done = sweep(invoke)
+    assert done.error is None, done.error
+    assert not done.lines("task.record_invalid") and not done.lines("task.check_failed")
+    assert not done.lines("task.finished")  # another sweep holds the task: not finished here
+    assert done.result["sweep"]["claimed_elsewhere"] == 1 and cos.pending_faults == []
+    claim.unlink()  # that sweep went away without finishing: the next one finishes the task, once
+    [line] = sweep(invoke).lines("task.finished")
+    assert line["task_id"] == task_id
