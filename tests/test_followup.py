@@ -207,3 +207,21 @@ def test_a_cos_answer_cut_short_is_retried_not_read_as_the_object(invoke, follow
     claim.unlink()  # that sweep went away without finishing: the next one finishes the task, once
     [line] = sweep(invoke).lines("task.finished")
     assert line["task_id"] == task_id
+
+
+def test_a_task_whose_create_answer_was_lost_is_said_unrecorded(invoke, follow, cos, emulator):
+    """VOD created the task and the answer (its TaskId) was lost; the retry gets 'SessionId already
+    used', without the TaskId. The task cannot be followed: an error line names its SessionId and key."""
+    emulator.inject("drop_after_accept")
+    event = samples.cos_event(["uploads/2026/clip.mp4"], bucket=BUCKET)
+    out = invoke(event)
+    [result] = out.result["results"]
+    assert result["status"] == "duplicate" and result["task_id"] is None and result["recorded"] is False
+    [line] = out.lines("task.unrecorded")
+    assert line["level"] == "error" and line["task_id"] is None and line["session_id"] == result["session_id"]
+    assert line["error"] == "TaskIdUnknown" and line["source_key"] == "uploads/2026/clip.mp4"
+    assert "SessionId" in line["fix"]
+    [task] = emulator.tasks.values()
+    assert task["SessionId"] == result["session_id"] and cos.keys(STATE, "redraw/pending/") == []
+    again = invoke(event)  # a redelivery: said once, not on every delivery
+    assert again.error is None and not again.lines("task.unrecorded") and emulator.task_count == 1
