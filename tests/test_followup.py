@@ -225,3 +225,41 @@ def test_a_task_whose_create_answer_was_lost_is_said_unrecorded(invoke, follow, 
     assert task["SessionId"] == result["session_id"] and cos.keys(STATE, "redraw/pending/") == []
     again = invoke(event)  # a redelivery: said once, not on every delivery
     assert again.error is None and not again.lines("task.unrecorded") and emulator.task_count == 1
+
+
+def test_a_claim_let_go_is_never_taken_twice(invoke, follow, cos, emulator):
+    """Sweep A holds a task's claim and lets it go (its delivery failed). Sweep B had listed the claims
+    just before; sweep C lists them just after. Each takes the next claim: at most one of them may get it
+    (two claims at once are two finishes: two task.finished lines, two deliveries)."""
+    from redraw import app, logs
+    from redraw.followup.sweep import Sweep
+    from redraw.retries import Deadline
+
+    out = upload(invoke)
+    task_id = out.result["results"][0]["task_id"]
+    rt = app.runtime()
+    log = logs.get_logger()
+    a, b, c = (Sweep(rt, Deadline(20000, 0), log) for _ in range(3))
+    held = a._claim(task_id)
+    assert held is not None
+    got = {}
+
+    def claim(name, sweep):
+        got[name] = sweep._claim(task_id)
+
+    def listed_slowly(name, sweep, seconds):
+        """The sweep's list of claims is taken now and answered ``seconds`` later (a slow COS)."""
+        cos.inject(f"slow:{seconds}", method="GET")
+        thread = threading.Thread(target=claim, args=(name, sweep))
+        thread.start()
+        while cos.pending_faults:
+            time.sleep(0.01)
+        time.sleep(0.05)
+        return thread
+
+    late_b = listed_slowly("b", b, 0.6)   # B's list: A's claim
+    a._release(task_id, held)             # A lets the task go
+    late_c = listed_slowly("c", c, 0.9)   # C's list: after the release; answered after B has claimed
+    late_b.join()
+    late_c.join()
+    assert [name for name in ("b", "c") if got[name]] in (["b"], ["c"])
