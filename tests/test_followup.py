@@ -263,3 +263,18 @@ def test_a_claim_let_go_is_never_taken_twice(invoke, follow, cos, emulator):
     late_b.join()
     late_c.join()
     assert [name for name in ("b", "c") if got[name]] in (["b"], ["c"])
+
+
+def test_a_tidy_cut_short_is_finished_by_the_next_sweep(invoke, follow, cos, emulator):
+    """The task is finished (done record, line); removing its claim fails. The pending record stays, so
+    the next sweep tidies again, without a second line: no claim is left behind for good."""
+    out = upload(invoke)
+    task_id = out.result["results"][0]["task_id"]
+    wait_ended(emulator)
+    cos.inject("AccessDenied", method="DELETE", key_prefix="redraw/claims/")
+    first = sweep(invoke)
+    assert [line["task_id"] for line in first.lines("task.finished")] == [task_id]
+    assert cos.keys(STATE, "redraw/pending/") and cos.keys(STATE, f"redraw/claims/{task_id}/")
+    second = sweep(invoke)
+    assert not second.lines("task.finished") and second.result["sweep"]["tidied"] == 1
+    assert cos.keys(STATE, "redraw/pending/") == [] and cos.keys(STATE, "redraw/claims/") == []

@@ -353,11 +353,8 @@ class Sweep:
         """Once done/<TaskId>.json exists, the task's claims are no longer needed (every claimer looks
         for the done record after claiming): all of them go, released and abandoned ones too."""
         prefix = self.layout.claims_prefix(task_id)
-        try:
-            for key, _ in list(self.store.list(self.bucket, self.region, prefix, self.deadline)):
-                self.store.delete(self.bucket, self.region, key, self.deadline)
-        except StorageError:
-            pass  # left for the next sweep that tidies this task, or a lifecycle rule
+        for key, _ in list(self.store.list(self.bucket, self.region, prefix, self.deadline)):
+            self.store.delete(self.bucket, self.region, key, self.deadline)
 
     def _final(self, record: dict, ending: Ending, delivered: Optional[str]) -> dict:
         finished = _epoch(ending.finish_time) or time.time()
@@ -397,8 +394,10 @@ class Sweep:
                 and int(current.get("created") or 0) > int(record.get("created") or 0)
             if not newer:  # an upload receipt shows the latest upload of its key
                 self.store.put_json(self.bucket, self.region, receipt, final, self.deadline)
-        self.store.delete(self.bucket, self.region, pending.key, self.deadline)
         self._drop_claims(record["task_id"])
+        # the pending record goes last: while it is there, the next sweep tidies again (a sweep killed or
+        # refused half-way through tidying leaves nothing behind for good)
+        self.store.delete(self.bucket, self.region, pending.key, self.deadline)
 
 
 def _record_problem(record: Any, pending: Pending) -> Optional[str]:
