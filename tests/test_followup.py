@@ -93,6 +93,7 @@ def test_the_sweep_finishes_each_task_once_with_one_line(invoke, follow, cos, em
         assert "?" not in (line["output_url"] or "") and line["duration_s"] >= 0
         receipt = json.loads(cos.read(STATE, f"redraw/uploads/{BUCKET}/{task['key']}.json"))
         assert receipt["state"] == "succeeded" and receipt["output_url"] == line["output_url"]
+        assert receipt["finished_by"] == line["request_id"] == "sweep-1"
     assert cos.keys(STATE, "redraw/pending/") == []
     third = sweep(invoke)  # nothing left: no second line, no VOD call
     assert not third.lines("task.finished") and third.result["sweep"]["pending"] == 0

@@ -366,7 +366,8 @@ class Sweep:
                      vod_status=ending.status or None, error_code=ending.error_code, message=ending.message,
                      output_url=without_query(ending.file_url), file_id=ending.file_id,
                      output_expires_at=ending.expire_time, delivered_to=delivered,
-                     session_context=ending.session_context)
+                     session_context=ending.session_context,
+                     finished_by=_request_id())  # the invocation whose task.finished line this is
         return final
 
     def _log_finished(self, final: dict, ending: Ending) -> None:
