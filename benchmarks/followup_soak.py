@@ -60,7 +60,7 @@ from _support import BENCH, WORK  # noqa: E402
 from scale import serverless_env  # noqa: E402
 
 from redraw.tools.cos_emulator import CosEmulator  # noqa: E402
-from redraw.tools.emulator import VodEmulator, sample_mp4  # noqa: E402
+from redraw.tools.emulator import VodEmulator, _OutputContent  # noqa: E402
 from redraw.tools.instance import Instance  # noqa: E402
 from redraw.tools.samples import cos_event  # noqa: E402
 
@@ -149,6 +149,7 @@ class Soak:
         self.kills: List[dict] = []
         self.generation = 0
         self.time_limit_ms = int(args.time_limit * 1000)
+        self.peak_rss_mb = 0.0
 
     # --- instances ------------------------------------------------------------------------------
 
@@ -171,7 +172,8 @@ class Soak:
             except ProcessLookupError:
                 return False
         with self.lock:
-            self.kills.append({"request_id": request_id, "why": why, "after_s": time.monotonic() - started})
+            self.kills.append({"request_id": request_id, "why": why, "after_s": time.monotonic() - started,
+                               "at": time.time()})
         return True
 
     # --- the function's invocations ---------------------------------------------------------------
@@ -288,7 +290,8 @@ class Soak:
         cos = CosEmulator(root=self.workdir / "cos", fault_rate=a.cos_fault_rate, fault_seed=a.seed)
         cos.add_bucket(BUCKET)
         vod = VodEmulator(rps=20, latency=a.latency, fault_rate=a.vod_fault_rate, describe_fault_rate=a.vod_fault_rate,
-                          output_fault_rate=a.output_fault_rate, fault_seed=a.seed, task_durations=(low, high))
+                          output_fault_rate=a.output_fault_rate, fault_seed=a.seed, task_durations=(low, high),
+                          output_bytes=int(a.output_mb * 1024 * 1024) or None)
         self.cos = cos
         with cos, vod:
             base = serverless_env()
@@ -320,9 +323,16 @@ class Soak:
             self.queue.close()
             for t in threads + helpers:
                 t.join(timeout=a.time_limit + 10)
+            self.peak_rss_mb = max((_peak_rss_mb(slot.instance.process.pid) for slot in self.slots), default=0.0)
             for slot in self.slots:
                 slot.instance.close()
             logs = [path for slot in self.slots for path in slot.logs]
+            if a.keep:  # the emulators' call records and the kills, for a look at what happened
+                for name, rows in (("cos-calls", cos.calls), ("vod-calls", vod.calls), ("kills", self.kills),
+                                   ("invocations", self.invocations)):
+                    with open(self.workdir / f"{name}.jsonl", "w", encoding="utf-8") as out:
+                        for row in rows:
+                            out.write(json.dumps(row, default=str) + "\n")
             return self.account(plans, logs, vod, cos, wall, timed_out)
 
     def busy(self) -> bool:
@@ -370,7 +380,13 @@ class Soak:
         unrecorded_ids = {line.get("task_id") for line in unrecorded} | {line.get("session_id") for line in unrecorded}
         unrecorded_ids.discard(None)
 
-        expected = hashlib.md5(sample_mp4()).hexdigest()
+
+        def expected(task: dict) -> str:  # the bytes the emulator serves as the task's output
+            digest = hashlib.md5()
+            content = _OutputContent(task["TaskId"], vod.output_bytes)
+            for piece in content.chunks(0, content.size):
+                digest.update(piece)
+            return digest.hexdigest()
         status: Dict[str, str] = {}
         wrong_delivery: List[str] = []
         for key in keys:
@@ -384,12 +400,18 @@ class Soak:
                 status[key] = "finished" if n == 1 else "finished twice"
             elif task["TaskId"] in unrecorded_ids or task["SessionId"] in unrecorded_ids:
                 status[key] = "unrecorded"
+            elif cos.exists(BUCKET, STATE + f"done/{task['TaskId']}.json"):
+                # finished (done record written) but no line: was the sweep that wrote it killed?
+                done = json.loads(cos.read(BUCKET, STATE + f"done/{task['TaskId']}.json"))
+                killed = done.get("finished_by") in {k["request_id"] for k in self.kills}
+                status[key] = "missed (done written, then its sweep killed)" if killed else "missed"
             else:
                 status[key] = "missed"
             target = DELIVER + key
             if n and cos.exists(BUCKET, target):
                 meta = cos.metadata(BUCKET, target)
-                if meta.get(TASK_META) != task["TaskId"] or hashlib.md5(cos.read(BUCKET, target)).hexdigest() != expected:
+                if meta.get(TASK_META) != task["TaskId"] or \
+                        hashlib.md5(cos.read(BUCKET, target)).hexdigest() != expected(task):
                     wrong_delivery.append(key)
         delivered = [k for k in keys if cos.exists(BUCKET, DELIVER + k) and k not in wrong_delivery]
         succeeded = {line["task_id"] for line in lines if line.get("event") == "task.finished"
@@ -448,7 +470,8 @@ class Soak:
         return {
             "params": vars(self.args), "wall": wall, "timed_out": timed_out, "uploads": len(keys),
             "events": len(plans), "tasks": len(tasks), "status": collections.Counter(status.values()),
-            "missed": [k for k, s in status.items() if s == "missed"],
+            "missed": [k for k, s in status.items() if s.startswith("missed")],
+            "missed_killed": [k for k, s in status.items() if s.startswith("missed (")],
             "not_created": [k for k, s in status.items() if s == "not created"],
             "finished_lines": sum(finished.values()), "lost_lines": sum(lost.values()), "outcomes": outcomes,
             "twice": [t for t, n in ends.items() if n > 1],
@@ -476,11 +499,28 @@ class Soak:
                                                       and k not in ("duration_ms",)}) for line in sweep_done),
                                 collections.Counter()),
             "crashed": sum(1 for line in lines if line.get("event") == "handler.crashed"),
+            "peak_rss_mb": self.peak_rss_mb,
         }
 
 
-def problems(r: Dict[str, Any]) -> List[str]:
+def _peak_rss_mb(pid: int) -> float:
+    """An instance's peak resident memory (Linux VmHWM), MB; 0 when unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
+
+
+def problems(r: Dict[str, Any], killed_window_ok: bool = False) -> List[str]:
+    """What misses the targets. ``killed_window_ok``: lines lost because a sweep was SIGKILLed between
+    writing a task's done record and logging its line (a window no order of the two steps closes, see
+    benchmarks/README.md) are not counted (the smoke run checks everything else)."""
     out = []
+    if killed_window_ok and r["missed_killed"]:
+        r = dict(r, missed=[k for k in r["missed"] if k not in set(r["missed_killed"])])
     if r["timed_out"]:
         out.append(f"timed out after {r['wall']:.0f} s")
     for name, what in (("missed", "uploads missed (a task with neither task.finished nor task.unrecorded)"),
@@ -520,7 +560,9 @@ def render(r: Dict[str, Any]) -> str:
          f"{r['uploads']} − unrecorded", not r["undelivered"] and not r["wrong_delivery"]],
         ["deliveries rewritten after an acknowledged write", str(len(r["rewritten"])), "0", not r["rewritten"]],
         ["uploads accounted for: finished / `task.unrecorded` / missed",
-         f"{st.get('finished', 0)} / {st.get('unrecorded', 0)} / {len(r['missed'])}", "— / — / 0", not r["missed"]],
+         f"{st.get('finished', 0)} / {st.get('unrecorded', 0)} / {len(r['missed'])}"
+         + (f" (of which {len(r['missed_killed'])}: done record written, then the sweep was killed before "
+            "its line)" if r["missed_killed"] else ""), "— / — / 0", not r["missed"]],
         ["uploads never created (dead-lettered)", str(len(r["not_created"])), "0", not r["not_created"]],
         ["tasks created twice (same SessionId / same upload)",
          f"{len(r['twice_session'])} / {len(r['twice_url'])}", "0 / 0", not r["twice_session"] and not r["twice_url"]],
@@ -540,7 +582,9 @@ def render(r: Dict[str, Any]) -> str:
         ["VOD calls", fmt(r["actions"]), "", ""],
         ["VOD faults: create / describe / output download",
          f"{fmt(r['faults']['create'])} / {fmt(r['faults']['describe'])} / {fmt(r['faults']['output'])}", "", ""],
-        ["delivery writes (incl. retries after a lost answer)", str(r["delivery_writes"]), "", ""],
+        ["delivery writes (incl. retries after a lost answer)",
+         f"{r['delivery_writes']}, outputs of " + (f"{p['output_mb']} MB" if p["output_mb"] else "a few KB"), "", ""],
+        ["peak RSS of an instance (those alive at the end)", f"{r['peak_rss_mb']:.0f} MB", "", ""],
         ["wall time", f"{r['wall']:.1f} s" + (" (TIMED OUT)" if r["timed_out"] else ""), "", ""],
     ]
     table = S.markdown_table(["what", "value", "target", "result"],
@@ -575,6 +619,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--vod-fault-rate", type=float, default=0.05)
     parser.add_argument("--output-fault-rate", type=float, default=0.05)
     parser.add_argument("--durations", type=float, nargs=2, default=(0.5, 3.0), metavar=("MIN", "MAX"))
+    parser.add_argument("--output-mb", type=float, default=0.0,
+                        help="size of each output (0: the emulator's small MP4; above 8 MB: multipart deliveries)")
     parser.add_argument("--latency", type=float, default=0.02, help="VOD's answer latency, seconds")
     parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, the COS emulator's files)")
@@ -597,7 +643,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.out != "-":
         Path(args.out).write_text(text)
         print(f"[followup-soak] wrote {args.out}", file=sys.stderr)
-    found = problems(result)
+    found = problems(result, killed_window_ok=args.smoke)
+    if result["missed_killed"]:
+        print(f"[followup-soak] {len(result['missed_killed'])} task.finished lines lost: their sweep was killed "
+              "between writing the done record and logging the line", file=sys.stderr)
     if args.smoke and not result["killed_sweeps"]:
         found.append("no sweep was killed")
     for problem in found:
