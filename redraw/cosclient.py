@@ -58,6 +58,11 @@ class CosStore:
         self._lock = threading.Lock()
         self._rng = rng or random.Random()
 
+    @property
+    def timeout(self) -> float:
+        """Seconds one small request may take (the SDK client's timeout)."""
+        return float(max(1, int(round(self._settings.http_timeout))))
+
     # --- clients ------------------------------------------------------------------------------
 
     def _client(self, region: str, bulk: bool = False) -> Any:
@@ -70,7 +75,7 @@ class CosStore:
         s = self._settings
         options: Dict[str, Any] = dict(Region=region, SecretId=s.secret_id, SecretKey=s.secret_key,
                                        Token=s.session_token, Scheme="https",
-                                       Timeout=BULK_TIMEOUT if bulk else max(1, int(round(s.http_timeout))),
+                                       Timeout=BULK_TIMEOUT if bulk else int(self.timeout),
                                        PoolConnections=4, PoolMaxSize=max(4, s.sweep_concurrency))
         if s.cos_endpoint is not None:
             host, _, port = s.cos_endpoint.host.rpartition(":")

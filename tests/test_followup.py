@@ -279,3 +279,23 @@ def test_a_tidy_cut_short_is_finished_by_the_next_sweep(invoke, follow, cos, emu
     second = sweep(invoke)
     assert not second.lines("task.finished") and second.result["sweep"]["tidied"] == 1
     assert cos.keys(STATE, "redraw/pending/") == [] and cos.keys(STATE, "redraw/claims/") == []
+
+
+def test_the_done_record_and_its_line_are_never_left_to_the_time_limit(invoke, follow, cos, emulator, env):
+    """SCF ends an invocation at its time limit. A sweep whose delivery ends too close to it writes no done
+    record (a kill between that record and the line would lose the line): the next sweep finishes the
+    task, without delivering again."""
+    env.setenv("REDRAW_DELIVER_PREFIX", "redrawn/")
+    env.setenv("VOD_HTTP_TIMEOUT", "1")
+    out = upload(invoke)
+    task_id = out.result["results"][0]["task_id"]
+    wait_ended(emulator)
+    emulator.inject_output("slow:3.6")  # the download ends about 0.9 s before this sweep's deadline
+    late = sweep(invoke, time_limit_in_ms=6000)
+    assert not late.lines("task.finished") and late.result["sweep"]["left"] == 1
+    assert cos.exists(BUCKET, "redrawn/uploads/2026/clip.mp4")
+    assert not cos.exists(STATE, f"redraw/done/{task_id}.json")
+    [line] = sweep(invoke).lines("task.finished")
+    assert line["task_id"] == task_id and line["delivered_to"] == f"cos://{BUCKET}/redrawn/uploads/2026/clip.mp4"
+    writes = [c for c in cos.calls if c["method"] == "PUT" and c["key"].startswith("redrawn/")]
+    assert len(writes) == 1
