@@ -231,13 +231,17 @@ class Soak:
         rng = random.Random(f"{self.args.seed}:kill")
         claims = self.cos.buckets[BUCKET] / STATE / "claims"
         seen: set = set()
-        next_kill = time.monotonic() + rng.expovariate(1.0 / self.args.kill_every)
+        every = self.args.kill_every
+
+        def later() -> float:
+            return time.monotonic() + rng.expovariate(1.0 / every) if every > 0 else float("inf")
+        next_kill = later()
         mode = "claim"
         while not self.stop.wait(0.02):
             now = time.monotonic()
             for slot in self.slots:  # SCF ends an invocation at its time limit
                 busy = slot.busy
-                if busy and now - busy[2] > self.time_limit_ms / 1000 + 1.0:
+                if busy and now - busy[2] > self.time_limit_ms / 1000:
                     self.kill(slot, busy[1], "time limit")
             if now < next_kill or self.closing.is_set() or len(self.kills) >= self.args.max_kills:
                 continue
@@ -268,7 +272,7 @@ class Soak:
                 elif busy:
                     continue
             mode = "random" if mode == "claim" else "claim"
-            next_kill = time.monotonic() + rng.expovariate(1.0 / self.args.kill_every)
+            next_kill = later()
 
     @staticmethod
     def _claim_files(claims: Path) -> List[Path]:
@@ -609,7 +613,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--rate", type=float, default=15.0, help="uploads per second")
     parser.add_argument("--sweep-every", type=float, default=2.0, help="seconds between timer ticks")
     parser.add_argument("--overlap", type=int, default=2, help="sweep events per tick")
-    parser.add_argument("--kill-every", type=float, default=4.0, help="mean seconds between kills")
+    parser.add_argument("--kill-every", type=float, default=4.0,
+                        help="mean seconds between kills at random moments (0: none; the time limit still kills)")
     parser.add_argument("--max-kills", type=int, default=1_000_000, help="stop killing after this many")
     parser.add_argument("--time-limit", type=float, default=20.0, help="the invocations' time limit, seconds")
     parser.add_argument("--http-timeout", type=float, default=5.0, help="VOD_HTTP_TIMEOUT (serverless.yml: 5)")
