@@ -21,7 +21,7 @@ upload bucket, deliveries under ``redrawn/``, but REDRAW_POLL_MAX_INTERVAL_S=0 a
   SIGKILLed, either the moment its sweep has created a claim (it then holds the claim of a task it has
   not finished: the mid-way case) or at a random moment of its sweep; the event is redelivered and a
   new instance starts in the dead one's place. An invocation that runs past its time limit
-  (``--time-limit``) is killed the same way, as SCF does;
+  (``--time-limit``) is killed the same way, as SCF does (``--kill-every 0``: only those kills);
 - faults: the COS emulator fails 5 % of all requests (5xx, dropped or cut connections, a write whose
   answer is lost, slow answers), the VOD emulator 5 % of CreateAigcVideoRedrawTask and of
   DescribeTaskDetail calls (error codes, 5xx, dropped connections, an accepted create whose answer is
@@ -34,7 +34,8 @@ included) and the emulators' own state: ``task.finished`` lines per task (exactl
 (``redrawn/<key>`` in the upload bucket whose metadata names the task's TaskId and whose bytes are the
 output), deliveries rewritten after an acknowledged write, tasks created twice (per SessionId and per
 upload URL), uploads accounted for: finished, or named by a ``task.unrecorded`` line (counted apart),
-else missed; and leftovers (open multipart uploads, half-written files, pending records).
+else missed (a missed line whose done record names a killed sweep, ``finished_by``, was lost between
+that record and the line); and leftovers (open multipart uploads, half-written files, pending records).
 """
 from __future__ import annotations
 
