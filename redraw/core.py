@@ -55,6 +55,13 @@ class Outcome:
     recorded: Optional[bool] = None    # follow-up on: the task's record was written (None: not asked)
 
     @property
+    def answer_lost(self) -> bool:
+        """A duplicate after an ambiguous failure of this invocation: its own earlier attempt created the
+        task and the answer, with the TaskId, was lost (VOD answers a repeated SessionId without it)."""
+        return self.status == DUPLICATE and self.task_id is None and any(
+            code in policy.AMBIGUOUS for code in self.retries)
+
+    @property
     def retryable(self) -> bool:
         """Failed in a way a retry may fix (VOD busy, time ran out)."""
         return self.status == FAILED and self.error is not None and self.error.decision == policy.RETRY
@@ -96,7 +103,8 @@ def submit(rt: Runtime, params: dict, deadline: Deadline, source: Optional[dict]
     """Send one CreateAigcVideoRedrawTask with retries; never raises UpstreamError.
 
     With the follow-up on, a created task is recorded in the state bucket (``source`` names the
-    trigger and, for uploads, the object); ``Outcome.recorded`` says whether that worked.
+    trigger and, for uploads, the object); ``Outcome.recorded`` says whether that worked. A task
+    created by an attempt whose answer was lost (its TaskId unknown) cannot be: an error line says so.
     """
     outcome = _submit(rt, params, deadline)
     if rt.settings.follow_up and outcome.status == SUBMITTED and outcome.task_id:
@@ -104,6 +112,10 @@ def submit(rt: Runtime, params: dict, deadline: Deadline, source: Optional[dict]
 
         outcome.recorded = record_task(rt, params, outcome.task_id, outcome.session_id, outcome.request_id,
                                        source or {}, deadline)
+    elif rt.settings.follow_up and outcome.status == DUPLICATE and outcome.answer_lost:
+        from .followup.records import task_id_unknown
+
+        outcome.recorded = task_id_unknown(outcome.session_id, source or {})
     return outcome
 
 
@@ -128,12 +140,12 @@ def _submit(rt: Runtime, params: dict, deadline: Deadline) -> Outcome:
     except UpstreamError as exc:
         if exc.decision == policy.DUPLICATE:
             rt.accepted.remember(sub_app_id, session_id)
-            lost_answer = any(code in policy.AMBIGUOUS for code in retries)
-            reason = ("submitted by an earlier attempt of this invocation whose answer was lost "
-                      "(TaskId unknown; the SessionId identifies the task)" if lost_answer else
-                      "SessionId already used: this request was submitted before")
-            return Outcome(DUPLICATE, session_id, None, exc.request_id, reason=reason,
-                           attempts=exc.attempts, duration_ms=ms_since(started), retries=retries)
+            duplicate = Outcome(DUPLICATE, session_id, None, exc.request_id, attempts=exc.attempts,
+                                duration_ms=ms_since(started), retries=retries)
+            duplicate.reason = ("submitted by an earlier attempt of this invocation whose answer was lost "
+                                "(TaskId unknown; the SessionId identifies the task)" if duplicate.answer_lost else
+                                "SessionId already used: this request was submitted before")
+            return duplicate
         return Outcome(FAILED, session_id, None, exc.request_id,
                        reason=f"{exc.vod_code}: {exc.message}", attempts=exc.attempts,
                        duration_ms=ms_since(started), error=exc, retries=retries)

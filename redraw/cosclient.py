@@ -58,6 +58,11 @@ class CosStore:
         self._lock = threading.Lock()
         self._rng = rng or random.Random()
 
+    @property
+    def timeout(self) -> float:
+        """Seconds one small request may take (the SDK client's timeout)."""
+        return float(max(1, int(round(self._settings.http_timeout))))
+
     # --- clients ------------------------------------------------------------------------------
 
     def _client(self, region: str, bulk: bool = False) -> Any:
@@ -70,7 +75,7 @@ class CosStore:
         s = self._settings
         options: Dict[str, Any] = dict(Region=region, SecretId=s.secret_id, SecretKey=s.secret_key,
                                        Token=s.session_token, Scheme="https",
-                                       Timeout=BULK_TIMEOUT if bulk else max(1, int(round(s.http_timeout))),
+                                       Timeout=BULK_TIMEOUT if bulk else int(self.timeout),
                                        PoolConnections=4, PoolMaxSize=max(4, s.sweep_concurrency))
         if s.cos_endpoint is not None:
             host, _, port = s.cos_endpoint.host.rpartition(":")
@@ -85,18 +90,22 @@ class CosStore:
               attempts: int = MAX_ATTEMPTS) -> T:
         """Run ``send`` until it succeeds, a retry cannot help, or the deadline is near."""
         from qcloud_cos.cos_exception import CosClientError, CosServiceError
+        from urllib3.exceptions import HTTPError
 
         attempt = 0
         while True:
             attempt += 1
             try:
                 return send()
+            except StorageError as exc:  # found by ``send`` itself (e.g. a body cut short)
+                error = exc
             except CosServiceError as exc:
                 error = self._service_error(op, bucket, key, exc.get_status_code(), exc.get_error_code())
             except CosClientError:
                 error = StorageError(f"COS {op} on bucket {bucket} failed: COS could not be reached",
                                      retryable=True, cos_code="ClientError")
-            except (OSError, ValueError) as exc:  # requests' errors are OSErrors; bad XML a ValueError
+            except (OSError, ValueError, HTTPError) as exc:  # requests' errors are OSErrors, urllib3's
+                # (a body cut short while it is read) HTTPErrors; bad XML a ValueError
                 error = StorageError(f"COS {op} on bucket {bucket} failed ({type(exc).__name__})",
                                      retryable=True, cos_code=type(exc).__name__)
             wait = backoff(attempt, self._rng)
@@ -171,10 +180,19 @@ class CosStore:
                     return None
                 raise
             stream = answer["Body"].get_raw_stream()
-            data = stream.read(limit + 1)
+            data = b""
+            while len(data) <= limit:  # to the end of the body: one read may stop short of it
+                chunk = stream.read(limit + 1 - len(data))
+                if not chunk:
+                    break
+                data += chunk
             if len(data) > limit:
                 raise StorageError(f"COS object in bucket {bucket} is larger than {limit} bytes",
                                    retryable=False)
+            length = next((str(v) for k, v in answer.items() if str(k).lower() == "content-length"), "")
+            if length.isdigit() and len(data) != int(length):  # the connection ended early: not the object
+                raise StorageError(f"COS get on bucket {bucket} failed: the answer was cut short "
+                                   f"({len(data)} of {length} bytes)", retryable=True, cos_code="IncompleteBody")
             return data
         return self._call("get", bucket, key, deadline, send)
 

@@ -65,6 +65,7 @@ def test_the_sweep_finishes_each_task_once_with_one_line(invoke, follow, cos, em
         assert "?" not in (line["output_url"] or "") and line["duration_s"] >= 0
         receipt = json.loads(cos.read(STATE, f"redraw/uploads/{BUCKET}/{task['key']}.json"))
         assert receipt["state"] == "succeeded" and receipt["output_url"] == line["output_url"]
+        assert receipt["finished_by"] == line["request_id"] == "sweep-1"
     assert cos.keys(STATE, "redraw/pending/") == []
     third = sweep(invoke)  # nothing left: no second line, no VOD call
     assert not third.lines("task.finished") and third.result["sweep"]["pending"] == 0
@@ -170,3 +171,117 @@ def test_a_task_recorded_by_hand_as_the_readme_says_is_followed(invoke, follow, 
     [line] = sweep(invoke).lines("task.finished")
     assert line["task_id"] == task_id and line["outcome"] == "succeeded"
     assert line["session_id"] is None and line["output_url"] and "?" not in line["output_url"]
+
+
+def test_a_cos_answer_cut_short_is_retried_not_read_as_the_object(invoke, follow, cos, emulator):
+    """COS promised the whole body (Content-Length) and sent half: a truncated pending record is not
+    'not redraw's', and a truncated claim is not 'expired' (the sweep holding it is still at work)."""
+    out = upload(invoke)
+    task_id = out.result["results"][0]["task_id"]
+    wait_ended(emulator)
+    held = {"task_id": task_id, "claimed_at": "2026-12-05T08:00:00Z", "expires": time.time() + 600,
+            "request_id": "another-sweep"}
+    claim = Path(cos.buckets[STATE], f"redraw/claims/{task_id}/000000")
+    claim.parent.mkdir(parents=True)
+    claim.write_text(json.dumps(held, indent=2))
+    cos.inject("cut", method="GET", key_prefix="redraw/pending/")
+    cos.inject("cut", method="GET", key_prefix="redraw/claims/")
+    done = sweep(invoke)
+    assert done.error is None, done.error
+    assert not done.lines("task.record_invalid") and not done.lines("task.check_failed")
+    assert not done.lines("task.finished")  # another sweep holds the task: not finished here
+    assert done.result["sweep"]["claimed_elsewhere"] == 1 and cos.pending_faults == []
+    claim.unlink()  # that sweep went away without finishing: the next one finishes the task, once
+    [line] = sweep(invoke).lines("task.finished")
+    assert line["task_id"] == task_id
+
+
+def test_a_task_whose_create_answer_was_lost_is_said_unrecorded(invoke, follow, cos, emulator):
+    """VOD created the task and the answer (its TaskId) was lost; the retry gets 'SessionId already
+    used', without the TaskId. The task cannot be followed: an error line names its SessionId and key."""
+    emulator.inject("drop_after_accept")
+    event = samples.cos_event(["uploads/2026/clip.mp4"], bucket=BUCKET)
+    out = invoke(event)
+    [result] = out.result["results"]
+    assert result["status"] == "duplicate" and result["task_id"] is None and result["recorded"] is False
+    [line] = out.lines("task.unrecorded")
+    assert line["level"] == "error" and line["task_id"] is None and line["session_id"] == result["session_id"]
+    assert line["error"] == "TaskIdUnknown" and line["source_key"] == "uploads/2026/clip.mp4"
+    assert "SessionId" in line["fix"]
+    [task] = emulator.tasks.values()
+    assert task["SessionId"] == result["session_id"] and cos.keys(STATE, "redraw/pending/") == []
+    again = invoke(event)  # a redelivery: said once, not on every delivery
+    assert again.error is None and not again.lines("task.unrecorded") and emulator.task_count == 1
+
+
+def test_a_claim_let_go_is_never_taken_twice(invoke, follow, cos, emulator):
+    """Sweep A holds a task's claim and lets it go (its delivery failed). Sweep B had listed the claims
+    just before; sweep C lists them just after. Each takes the next claim: at most one of them may get it
+    (two claims at once are two finishes: two task.finished lines, two deliveries)."""
+    from redraw import app, logs
+    from redraw.followup.sweep import Sweep
+    from redraw.retries import Deadline
+
+    out = upload(invoke)
+    task_id = out.result["results"][0]["task_id"]
+    rt = app.runtime()
+    log = logs.get_logger()
+    a, b, c = (Sweep(rt, Deadline(20000, 0), log) for _ in range(3))
+    held = a._claim(task_id)
+    assert held is not None
+    got = {}
+
+    def claim(name, sweep):
+        got[name] = sweep._claim(task_id)
+
+    def listed_slowly(name, sweep, seconds):
+        """The sweep's list of claims is taken now and answered ``seconds`` later (a slow COS)."""
+        cos.inject(f"slow:{seconds}", method="GET")
+        thread = threading.Thread(target=claim, args=(name, sweep))
+        thread.start()
+        while cos.pending_faults:
+            time.sleep(0.01)
+        time.sleep(0.05)
+        return thread
+
+    late_b = listed_slowly("b", b, 0.6)   # B's list: A's claim
+    a._release(task_id, held)             # A lets the task go
+    late_c = listed_slowly("c", c, 0.9)   # C's list: after the release; answered after B has claimed
+    late_b.join()
+    late_c.join()
+    assert [name for name in ("b", "c") if got[name]] in (["b"], ["c"])
+
+
+def test_a_tidy_cut_short_is_finished_by_the_next_sweep(invoke, follow, cos, emulator):
+    """The task is finished (done record, line); removing its claim fails. The pending record stays, so
+    the next sweep tidies again, without a second line: no claim is left behind for good."""
+    out = upload(invoke)
+    task_id = out.result["results"][0]["task_id"]
+    wait_ended(emulator)
+    cos.inject("AccessDenied", method="DELETE", key_prefix="redraw/claims/")
+    first = sweep(invoke)
+    assert [line["task_id"] for line in first.lines("task.finished")] == [task_id]
+    assert cos.keys(STATE, "redraw/pending/") and cos.keys(STATE, f"redraw/claims/{task_id}/")
+    second = sweep(invoke)
+    assert not second.lines("task.finished") and second.result["sweep"]["tidied"] == 1
+    assert cos.keys(STATE, "redraw/pending/") == [] and cos.keys(STATE, "redraw/claims/") == []
+
+
+def test_the_done_record_and_its_line_are_never_left_to_the_time_limit(invoke, follow, cos, emulator, env):
+    """SCF ends an invocation at its time limit. A sweep whose delivery ends too close to it writes no done
+    record (a kill between that record and the line would lose the line): the next sweep finishes the
+    task, without delivering again."""
+    env.setenv("REDRAW_DELIVER_PREFIX", "redrawn/")
+    env.setenv("VOD_HTTP_TIMEOUT", "1")
+    out = upload(invoke)
+    task_id = out.result["results"][0]["task_id"]
+    wait_ended(emulator)
+    emulator.inject_output("slow:3.6")  # the download ends about 0.9 s before this sweep's deadline
+    late = sweep(invoke, time_limit_in_ms=6000)
+    assert not late.lines("task.finished") and late.result["sweep"]["left"] == 1
+    assert cos.exists(BUCKET, "redrawn/uploads/2026/clip.mp4")
+    assert not cos.exists(STATE, f"redraw/done/{task_id}.json")
+    [line] = sweep(invoke).lines("task.finished")
+    assert line["task_id"] == task_id and line["delivered_to"] == f"cos://{BUCKET}/redrawn/uploads/2026/clip.mp4"
+    writes = [c for c in cos.calls if c["method"] == "PUT" and c["key"].startswith("redrawn/")]
+    assert len(writes) == 1

@@ -128,3 +128,17 @@ def record_task(rt: Any, params: dict, task_id: str, session_id: Optional[str], 
                                     "(README, Follow-up) or fix the state bucket's permissions")
         return False
     return True
+
+
+def task_id_unknown(session_id: Optional[str], source: dict) -> bool:
+    """A task VOD created whose answer was lost: without its TaskId it cannot be recorded (VOD answers
+    a repeated SessionId without it, and lists no AIGC tasks). The error line names what identifies it;
+    returns False (not recorded)."""
+    where = {f"source_{k}": source[k] for k in ("bucket", "key") if source.get(k)}
+    logs.get_logger().error(
+        "task.unrecorded", outcome="failed", task_id=None, session_id=session_id, error="TaskIdUnknown",
+        reason="VOD created the task but its answer, with the TaskId, was lost; VOD answers the retry's "
+               "repeated SessionId without the TaskId, so the task will not be followed",
+        fix="find the task in the VOD console by its SessionId (its SessionContext names the upload) "
+            "and record it by hand (README, Follow-up)", **where)
+    return False

@@ -10,8 +10,9 @@ the ones that ended, each exactly once.
   100/s), RequestLimitExceeded handled as on the create path.
 - **Exactly once.** An ended task is finished by whoever creates its claim
   (``claims/<TaskId>/<n>``, a COS create-only write) while no earlier claim is alive (a claim lives
-  until its invocation's deadline). The claimer delivers the output, writes ``done/<TaskId>.json``,
-  then logs ``task.finished``; the receipt is updated and the pending record removed after that.
+  until its invocation's deadline; a claim let go is rewritten as expired, never deleted, so no claim
+  number is taken twice). The claimer delivers the output, writes ``done/<TaskId>.json``, then logs
+  ``task.finished``; the receipt is updated, the pending record and the task's claims removed after that.
   Overlapping sweeps, a timer retry, or a sweep killed half-way find the claim or the done record
   and neither deliver nor log twice.
 """
@@ -276,7 +277,7 @@ class Sweep:
         final = self.store.get_json(self.bucket, self.region, done_key, self.deadline)
         if final is not None:  # finished before: only the tidying was left
             self.count("tidied")
-            self._tidy(pending, record, final, None)
+            self._tidy(pending, record, final)
             return
         claim = self._claim(task_id)
         if claim is None:
@@ -284,26 +285,32 @@ class Sweep:
             return
         if self.store.head(self.bucket, self.region, done_key, self.deadline) is not None:
             self.count("tidied")  # finished by the sweep whose claim ended just before ours
-            self._tidy(pending, record, self.store.get_json(self.bucket, self.region, done_key, self.deadline) or {},
-                       claim)
+            self._tidy(pending, record, self.store.get_json(self.bucket, self.region, done_key, self.deadline) or {})
             return
         try:
             delivered = self._deliver(record, ending)
         except (OutputUnavailable, StorageError) as exc:  # not delivered (nothing visible): the next sweep retries
-            self._release(claim)
+            self._release(task_id, claim)
             self.count("delivery_retry")
             self.log.warning("task.delivery_failed", outcome="retry", task_id=task_id, error=exc.code,
                              reason=exc.message)
+            return
+        if self.deadline.remaining() < self.store.timeout + MIN_ATTEMPT_TIME:
+            # The platform ends the invocation at its time limit: a kill between the done record and the
+            # line would lose the line, so both happen only while there is time for them. The next sweep
+            # finds the delivery in place (it is not copied again) and finishes the task.
+            self._release(task_id, claim)
+            self.count("left")
             return
         final = self._final(record, ending, delivered)
         try:
             self.store.put_json(self.bucket, self.region, done_key, final, self.deadline)
         except BaseException:
-            self._release(claim)  # not finished (no line yet): the next sweep finds the delivery and says so
+            self._release(task_id, claim)  # not finished (no line yet): the next sweep finds the delivery and says so
             raise
         self._log_finished(final, ending)
         self.count(final["state"])
-        self._tidy(pending, record, final, claim)
+        self._tidy(pending, record, final)
 
     def _deliver(self, record: dict, ending: Ending) -> Optional[str]:
         if ending.outcome != "succeeded" or not record.get("deliver_to") or not ending.file_url:
@@ -342,11 +349,23 @@ class Sweep:
             return None
         return key
 
-    def _release(self, claim: str) -> None:
+    def _release(self, task_id: str, claim: str) -> None:
+        """Let the task go before it is finished: the claim is rewritten as expired, never deleted. Claim
+        numbers are then never reused, so two sweeps that listed the claims before and after this cannot
+        both take the next one (one would create ``n+1``, the other ``n`` again)."""
+        body = {"task_id": task_id, "released_at": records.iso(time.time()), "expires": 0,
+                "request_id": _request_id()}
         try:
-            self.store.delete(self.bucket, self.region, claim, self.deadline)
+            self.store.put_json(self.bucket, self.region, claim, body, self.deadline)
         except StorageError:
             pass  # it expires with this invocation's deadline
+
+    def _drop_claims(self, task_id: str) -> None:
+        """Once done/<TaskId>.json exists, the task's claims are no longer needed (every claimer looks
+        for the done record after claiming): all of them go, released and abandoned ones too."""
+        prefix = self.layout.claims_prefix(task_id)
+        for key, _ in list(self.store.list(self.bucket, self.region, prefix, self.deadline)):
+            self.store.delete(self.bucket, self.region, key, self.deadline)
 
     def _final(self, record: dict, ending: Ending, delivered: Optional[str]) -> dict:
         finished = _epoch(ending.finish_time) or time.time()
@@ -358,7 +377,8 @@ class Sweep:
                      vod_status=ending.status or None, error_code=ending.error_code, message=ending.message,
                      output_url=without_query(ending.file_url), file_id=ending.file_id,
                      output_expires_at=ending.expire_time, delivered_to=delivered,
-                     session_context=ending.session_context)
+                     session_context=ending.session_context,
+                     finished_by=_request_id())  # the invocation whose task.finished line this is
         return final
 
     def _log_finished(self, final: dict, ending: Ending) -> None:
@@ -376,8 +396,8 @@ class Sweep:
         else:
             self.log.info("task.finished", outcome="succeeded", **fields)
 
-    def _tidy(self, pending: Pending, record: dict, final: dict, claim: Optional[str]) -> None:
-        """The receipt shows the final state; the pending record and our claim go."""
+    def _tidy(self, pending: Pending, record: dict, final: dict) -> None:
+        """The receipt shows the final state; the pending record and the task's claims go."""
         receipt = record.get("receipt")
         if isinstance(receipt, str) and final:
             current = self.store.get_json(self.bucket, self.region, receipt, self.deadline) \
@@ -386,9 +406,10 @@ class Sweep:
                 and int(current.get("created") or 0) > int(record.get("created") or 0)
             if not newer:  # an upload receipt shows the latest upload of its key
                 self.store.put_json(self.bucket, self.region, receipt, final, self.deadline)
+        self._drop_claims(record["task_id"])
+        # the pending record goes last: while it is there, the next sweep tidies again (a sweep killed or
+        # refused half-way through tidying leaves nothing behind for good)
         self.store.delete(self.bucket, self.region, pending.key, self.deadline)
-        if claim:
-            self._release(claim)
 
 
 def _record_problem(record: Any, pending: Pending) -> Optional[str]:
