@@ -26,6 +26,9 @@ T = TypeVar("T")
 
 #: Part size of multipart uploads (the one place that decides it): memory held per delivery.
 PART_SIZE = 8 * 1024 * 1024
+#: Streams (deliveries) one instance runs at once: their parts in memory are at most
+#: PART_SIZE × STREAMS_AT_ONCE (16 MB), within the 64 MB memory class beside the function itself.
+STREAMS_AT_ONCE = 2
 #: Timeout of one request that carries a part (small requests use VOD_HTTP_TIMEOUT).
 BULK_TIMEOUT = 60
 MAX_ATTEMPTS = 4

@@ -3,6 +3,7 @@ expiring URL, streamed by the sweep into the COS emulator; never twice, never ha
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -140,3 +141,18 @@ def test_a_large_output_is_streamed_in_parts(invoke, deliver, cos, emulator):
     parts = [c for c in cos.calls if c["key"] == TARGET and c["method"] == "PUT"]
     assert len(parts) == 3  # three parts of one multipart upload, then one completion
     assert [c for c in cos.calls if c["key"] == TARGET and c["method"] == "POST"]
+
+
+def test_an_instance_streams_at_most_two_deliveries_at_once(invoke, deliver, cos, emulator):
+    """Memory: each delivery holds one 8 MB part, so an instance runs two at once (16 MB), not one per
+    sweep thread. Four outputs that each take 1 s to start arrive in two rounds, all delivered once."""
+    keys = [f"uploads/m{i}.mp4" for i in range(4)]
+    invoke(samples.cos_event(keys, bucket=BUCKET))
+    wait_ended(emulator)
+    emulator.inject_output(*["slow:1"] * 4)
+    started = time.monotonic()
+    out = sweep(invoke)
+    took = time.monotonic() - started
+    assert sorted(line["source_key"] for line in out.lines("task.finished")) == keys
+    assert took >= 2.0, f"{took:.2f} s: more than two outputs were streamed at once"
+    assert sorted(cos.keys(BUCKET, "redrawn/")) == [f"redrawn/{k}" for k in keys]

@@ -11,15 +11,16 @@ from __future__ import annotations
 import threading
 from typing import Any, Iterator, Optional
 
-from ..cosclient import PART_SIZE, CosStore
+from ..cosclient import PART_SIZE, STREAMS_AT_ONCE, CosStore
 from ..errors import RedrawError
-from ..retries import Deadline
+from ..retries import MIN_ATTEMPT_TIME, Deadline
 
 TASK_ID_META = "x-cos-meta-redraw-task-id"
 SESSION_ID_META = "x-cos-meta-redraw-session-id"
 CONNECT_TIMEOUT, READ_TIMEOUT = 5.0, 30.0
 
 _local = threading.local()
+_streams = threading.BoundedSemaphore(STREAMS_AT_ONCE)  # per instance: memory is per instance
 
 
 class OutputUnavailable(RedrawError):
@@ -30,6 +31,12 @@ class OutputUnavailable(RedrawError):
     def __init__(self, message: str, *, expired: bool = False) -> None:
         super().__init__(message)
         self.expired = expired
+
+
+class DeliveryDeferred(RedrawError):
+    """No stream was free before the invocation's deadline: the next sweep delivers it."""
+
+    code = "DeliveryDeferred"
 
 
 def _session() -> Any:
@@ -76,6 +83,16 @@ def deliver(store: CosStore, record: dict, file_url: str, file_type: Optional[st
     existing = store.head(bucket, region, key, deadline)
     if existing is not None and existing.get(TASK_ID_META) == record["task_id"]:
         return uri  # delivered by an earlier sweep that stopped before it could say so
+    if not _streams.acquire(timeout=max(0.0, deadline.remaining() - 4 * MIN_ATTEMPT_TIME)):
+        raise DeliveryDeferred("every delivery stream of this instance was busy until its deadline")
+    try:
+        return _copy(store, record, file_url, bucket, region, key, uri, deadline)
+    finally:
+        _streams.release()
+
+
+def _copy(store: CosStore, record: dict, file_url: str, bucket: str, region: str, key: str, uri: str,
+          deadline: Deadline) -> str:
     try:
         response = _session().get(file_url, stream=True, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
     except Exception as exc:  # noqa: BLE001 - requests' errors: unreachable for now

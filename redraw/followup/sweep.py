@@ -35,7 +35,7 @@ from ..pacing import pacer_for
 from ..retries import MIN_ATTEMPT_TIME, Deadline, call_with_retries
 from ..vod import DESCRIBE_ACTION
 from . import records, store_for
-from .delivery import OutputUnavailable, deliver
+from .delivery import DeliveryDeferred, OutputUnavailable, deliver
 
 #: A task VOD does not know is declared lost only this long after its creation (VOD may not
 #: list a task at once); older ones end with a ``task.lost`` line instead of being retried forever.
@@ -289,6 +289,10 @@ class Sweep:
             return
         try:
             delivered = self._deliver(record, ending)
+        except DeliveryDeferred:
+            self._release(task_id, claim)
+            self.count("left")  # this instance's delivery streams were busy: the next sweep delivers it
+            return
         except (OutputUnavailable, StorageError) as exc:  # not delivered (nothing visible): the next sweep retries
             self._release(task_id, claim)
             self.count("delivery_retry")
