@@ -379,6 +379,7 @@ class Soak:
         by_session = collections.Counter(t["SessionId"] for t in tasks)
         finished = collections.Counter(line["task_id"] for line in lines if line.get("event") == "task.finished")
         lost = collections.Counter(line["task_id"] for line in lines if line.get("event") == "task.lost")
+        recovered = collections.Counter(line["task_id"] for line in lines if line.get("event") == "task.recovered")
         ends = finished + lost
         outcomes = collections.Counter(line.get("outcome") for line in lines if line.get("event") == "task.finished")
         unrecorded = [line for line in lines if line.get("event") == "task.unrecorded"]
@@ -403,6 +404,8 @@ class Soak:
             n = ends.get(task["TaskId"], 0)
             if n:
                 status[key] = "finished" if n == 1 else "finished twice"
+            elif recovered.get(task["TaskId"]):
+                status[key] = "recovered"  # its finisher stopped before its line: task.recovered says it
             elif task["TaskId"] in unrecorded_ids or task["SessionId"] in unrecorded_ids:
                 status[key] = "unrecorded"
             elif cos.exists(BUCKET, STATE + f"done/{task['TaskId']}.json"):
@@ -413,7 +416,7 @@ class Soak:
             else:
                 status[key] = "missed"
             target = DELIVER + key
-            if n and cos.exists(BUCKET, target):
+            if (n or recovered.get(task["TaskId"])) and cos.exists(BUCKET, target):
                 meta = cos.metadata(BUCKET, target)
                 if meta.get(TASK_META) != task["TaskId"] or \
                         hashlib.md5(cos.read(BUCKET, target)).hexdigest() != expected(task):
@@ -478,7 +481,8 @@ class Soak:
             "missed": [k for k, s in status.items() if s.startswith("missed")],
             "missed_killed": [k for k, s in status.items() if s.startswith("missed (")],
             "not_created": [k for k, s in status.items() if s == "not created"],
-            "finished_lines": sum(finished.values()), "lost_lines": sum(lost.values()), "outcomes": outcomes,
+            "finished_lines": sum(finished.values()), "lost_lines": sum(lost.values()),
+            "recovered_lines": sum(recovered.values()), "outcomes": outcomes,
             "twice": [t for t, n in ends.items() if n > 1],
             "stray_lines": [t for t in ends if t not in {task["TaskId"] for task in tasks}],
             "unrecorded": len(unrecorded),
@@ -564,10 +568,10 @@ def render(r: Dict[str, Any]) -> str:
         ["deliveries (`redrawn/<key>`, metadata = TaskId, bytes = output)", str(r["delivered"]),
          f"{r['uploads']} − unrecorded", not r["undelivered"] and not r["wrong_delivery"]],
         ["deliveries rewritten after an acknowledged write", str(len(r["rewritten"])), "0", not r["rewritten"]],
-        ["uploads accounted for: finished / `task.unrecorded` / missed",
-         f"{st.get('finished', 0)} / {st.get('unrecorded', 0)} / {len(r['missed'])}"
+        ["uploads accounted for: finished / `task.recovered` only / `task.unrecorded` / missed",
+         f"{st.get('finished', 0)} / {st.get('recovered', 0)} / {st.get('unrecorded', 0)} / {len(r['missed'])}"
          + (f" (of which {len(r['missed_killed'])}: done record written, then the sweep was killed before "
-            "its line)" if r["missed_killed"] else ""), "— / — / 0", not r["missed"]],
+            "its line)" if r["missed_killed"] else ""), "— / — / — / 0", not r["missed"]],
         ["uploads never created (dead-lettered)", str(len(r["not_created"])), "0", not r["not_created"]],
         ["tasks created twice (same SessionId / same upload)",
          f"{len(r['twice_session'])} / {len(r['twice_url'])}", "0 / 0", not r["twice_session"] and not r["twice_url"]],

@@ -285,3 +285,26 @@ def test_the_done_record_and_its_line_are_never_left_to_the_time_limit(invoke, f
     assert line["task_id"] == task_id and line["delivered_to"] == f"cos://{BUCKET}/redrawn/uploads/2026/clip.mp4"
     writes = [c for c in cos.calls if c["method"] == "PUT" and c["key"].startswith("redrawn/")]
     assert len(writes) == 1
+
+
+def test_a_finisher_that_stopped_before_tidying_is_recovered_with_a_line_of_its_own(invoke, follow, cos, emulator):
+    """The done record is written, then the sweep stops (killed) before its line or its tidying: the next
+    sweep, once that one cannot be running any more, logs task.recovered with the same fields."""
+    out = upload(invoke)
+    task_id = out.result["results"][0]["task_id"]
+    wait_ended(emulator)
+    cos.inject(*["AccessDenied"] * 40, method="DELETE", key_prefix="redraw/pending/")  # tidying cut short
+    first = sweep(invoke)
+    assert [line["task_id"] for line in first.lines("task.finished")] == [task_id]
+    second = sweep(invoke)  # the finisher may still be at work: nothing said, nothing twice
+    assert not second.lines("task.finished") and not second.lines("task.recovered")
+    cos.clear_faults()
+    done = Path(cos.buckets[STATE], f"redraw/done/{task_id}.json")
+    record = json.loads(done.read_text(encoding="utf-8"))
+    done.write_text(json.dumps({**record, "finisher_gone_at": time.time() - 1}))  # its invocation has ended
+    third = sweep(invoke)
+    [line] = third.lines("task.recovered")
+    assert line["task_id"] == task_id and line["outcome"] == "succeeded" and line["level"] == "warning"
+    assert line["source_key"] == "uploads/2026/clip.mp4" and line["finished_by"] == "sweep-1"
+    assert not third.lines("task.finished") and cos.keys(STATE, "redraw/pending/") == []
+    assert not sweep(invoke).lines("task.recovered")

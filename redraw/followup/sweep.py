@@ -277,6 +277,7 @@ class Sweep:
         final = self.store.get_json(self.bucket, self.region, done_key, self.deadline)
         if final is not None:  # finished before: only the tidying was left
             self.count("tidied")
+            self._recovered(final)
             self._tidy(pending, record, final)
             return
         claim = self._claim(task_id)
@@ -285,7 +286,9 @@ class Sweep:
             return
         if self.store.head(self.bucket, self.region, done_key, self.deadline) is not None:
             self.count("tidied")  # finished by the sweep whose claim ended just before ours
-            self._tidy(pending, record, self.store.get_json(self.bucket, self.region, done_key, self.deadline) or {})
+            final = self.store.get_json(self.bucket, self.region, done_key, self.deadline) or {}
+            self._recovered(final)
+            self._tidy(pending, record, final)
             return
         try:
             delivered = self._deliver(record, ending)
@@ -382,8 +385,30 @@ class Sweep:
                      output_url=without_query(ending.file_url), file_id=ending.file_id,
                      output_expires_at=ending.expire_time, delivered_to=delivered,
                      session_context=ending.session_context,
-                     finished_by=_request_id())  # the invocation whose task.finished line this is
+                     finished_by=_request_id(),  # the invocation whose task.finished line this is
+                     # after this, that invocation cannot be running (its claim has expired): a pending record
+                     # still there means it stopped before tidying, perhaps before its line
+                     finisher_gone_at=round(time.time() + self.deadline.remaining() + CLAIM_MARGIN_S, 3))
         return final
+
+    def _recovered(self, final: dict) -> None:
+        """The task has its done record but still a pending record, and the sweep that wrote the done
+        record can no longer be running: it stopped after the record, maybe before its task.finished
+        line. ``task.recovered`` carries the same fields, so a reader who keeps, per TaskId, the
+        task.finished line or else this one misses no task (one line may then be seen twice)."""
+        gone_at = final.get("finisher_gone_at")
+        if not isinstance(gone_at, (int, float)) or time.time() < gone_at:
+            return  # the finisher may still be tidying (an overlapping sweep): it has logged or will
+        context = final.get("session_context") if isinstance(final.get("session_context"), str) else None
+        self.count("recovered")
+        self.log.warning("task.recovered", outcome=final.get("state"), task_id=final.get("task_id"),
+                         session_id=final.get("session_id"), session_context=context, trigger=final.get("trigger"),
+                         duration_s=final.get("duration_s"), output_url=final.get("output_url"),
+                         file_id=final.get("file_id"), delivered_to=final.get("delivered_to"),
+                         error_code=final.get("error_code"), message=final.get("message"),
+                         receipt=final.get("receipt"), finished_by=final.get("finished_by"),
+                         reason="the sweep that finished this task stopped before tidying it up; its "
+                                "task.finished line may be missing", **parse_context(context))
 
     def _log_finished(self, final: dict, ending: Ending) -> None:
         fields = dict(task_id=final["task_id"], session_id=final.get("session_id"),
