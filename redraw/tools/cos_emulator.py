@@ -46,7 +46,6 @@ import random
 import re
 import shutil
 import socket
-import socketserver
 import stat
 import tempfile
 import threading
@@ -59,6 +58,7 @@ from typing import Any, BinaryIO, Dict, List, Optional, Tuple
 from urllib.parse import parse_qsl, quote, unquote_to_bytes
 
 from .emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, serve
+from .loopback import LoopbackServer
 
 __all__ = [
     "DEFAULT_SECRET_ID",
@@ -330,47 +330,12 @@ class _Reply:
             self.file = None
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    block_on_close = False
+class _Server(LoopbackServer):
     request_queue_size = 128
 
     def __init__(self, address: Tuple[str, int], emulator: "CosEmulator", family: int) -> None:
-        self.address_family = family
         self.emulator = emulator
-        self._open: set = set()
-        self._open_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind does a reverse DNS lookup (socket.getfqdn): skip it.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = port
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_open_connections(self) -> None:
-        with self._open_lock:
-            sockets = list(self._open)
-        for sock in sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def handle_error(self, request: Any, client_address: Any) -> None:  # no traceback noise on stderr
-        pass
+        super().__init__(address, _Handler, family)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

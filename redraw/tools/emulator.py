@@ -44,11 +44,12 @@ import os
 import random
 import re
 import socket
-import socketserver
 import threading
 import time
 import uuid
 from urllib.parse import parse_qs, urlsplit
+
+from .loopback import LoopbackServer
 
 __all__ = [
     "DEFAULT_SECRET_ID",
@@ -324,48 +325,14 @@ def _parse_range(value: str | None, size: int):
     return start, size if not last else min(int(last), size - 1) + 1
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    block_on_close = False
-    request_queue_size = 256  # listen backlog: many clients connect at once (benchmarks/scale.py)
-
+class _Server(LoopbackServer):
     def __init__(self, address, handler, emulator: VodEmulator, family: int) -> None:
-        self.address_family = family
         self.emulator = emulator
-        self._open: set = set()
-        self._open_lock = threading.Lock()
-        super().__init__(address, handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind does a reverse DNS lookup (socket.getfqdn): skip it.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = port
+        super().__init__(address, handler, family)
 
     def process_request(self, request, client_address) -> None:
-        with self._open_lock:
-            self._open.add(request)
         self.emulator._count_connection()
         super().process_request(request, client_address)
-
-    def shutdown_request(self, request) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_open_connections(self) -> None:
-        with self._open_lock:
-            sockets = list(self._open)
-        for sock in sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def handle_error(self, request, client_address) -> None:  # no traceback noise on stderr
-        pass
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

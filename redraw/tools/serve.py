@@ -34,7 +34,6 @@ import queue
 import select
 import signal
 import socket
-import socketserver
 import subprocess
 import sys
 import threading
@@ -43,6 +42,8 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import unquote_plus, urlsplit
+
+from .loopback import LoopbackServer
 
 ROOT = Path(__file__).resolve().parents[2]   # the checkout (or site-packages) that holds handler.py and redraw/
 MAX_EVENT_BYTES = 6 * 1024 * 1024            # SCF: a synchronous event is at most 6 MB
@@ -451,23 +452,10 @@ def _worker_main(answer_fd: int) -> int:
 
 # --- the HTTP server --------------------------------------------------------------------------
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 256   # 50 clients connecting at once are all accepted
-
+class _Server(LoopbackServer):
     def __init__(self, address: Tuple[str, int], family: int, app: "Service") -> None:
-        self.address_family = family
         self.app = app
-        super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:  # no reverse DNS lookup (HTTPServer.server_bind does one)
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), port
-
-    def handle_error(self, request: Any, client_address: Any) -> None:  # a client that went away: no traceback
-        pass
+        super().__init__(address, _Handler, family)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
