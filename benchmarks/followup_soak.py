@@ -58,7 +58,7 @@ from typing import Any, Dict, List, Optional, Tuple
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _support as S  # noqa: E402
 from _support import BENCH, WORK  # noqa: E402
-from scale import serverless_env  # noqa: E402
+from scale import plan_events, serverless_env  # noqa: E402
 
 from redraw.tools.cos_emulator import CosEmulator  # noqa: E402
 from redraw.tools.emulator import VodEmulator, _OutputContent  # noqa: E402
@@ -70,17 +70,6 @@ HOST = f"http://{BUCKET}.cos.ap-guangzhou.myqcloud.com/"
 UPLOADS, DELIVER, STATE = "uploads/", "redrawn/", "redraw/"
 TASK_META = "x-cos-meta-redraw-task-id"
 TIMER = {"Type": "Timer", "TriggerName": "redraw-sweep", "Message": "sweep"}
-
-
-def plan_events(uploads: int, max_size: int, seed: int) -> List[List[str]]:
-    rng = random.Random(seed)
-    events: List[List[str]] = []
-    made = 0
-    while made < uploads:
-        size = min(rng.randint(1, max_size), uploads - made)
-        events.append([f"{UPLOADS}fsoak/e{len(events):04d}/clip-{i:02d}.mp4" for i in range(size)])
-        made += size
-    return events
 
 
 class Queue:
@@ -290,7 +279,7 @@ class Soak:
 
     def run(self) -> Dict[str, Any]:
         a = self.args
-        plans = plan_events(a.uploads, a.max_event, a.seed)
+        plans = plan_events(a.uploads, a.max_event, a.seed, prefix=UPLOADS + "fsoak/")
         low, high = a.durations
         cos = CosEmulator(root=self.workdir / "cos", fault_rate=a.cos_fault_rate, fault_seed=a.seed)
         cos.add_bucket(BUCKET)

@@ -68,13 +68,14 @@ def serverless_env() -> Dict[str, str]:
     return env
 
 
-def plan_events(uploads: int, max_size: int, seed: int) -> List[List[str]]:
+def plan_events(uploads: int, max_size: int, seed: int, prefix: str = "scale/") -> List[List[str]]:
+    """COS events of 1..max_size records (seeded): keys ``<prefix>eNNNN/clip-NN.mp4``."""
     rng = random.Random(seed)
     events: List[List[str]] = []
     made = 0
     while made < uploads:
         size = min(rng.randint(1, max_size), uploads - made)
-        events.append([f"scale/e{len(events):04d}/clip-{i:02d}.mp4" for i in range(size)])
+        events.append([f"{prefix}e{len(events):04d}/clip-{i:02d}.mp4" for i in range(size)])
         made += size
     return events
 
