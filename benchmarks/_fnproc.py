@@ -69,6 +69,63 @@ def instrument(profile: Profile, prefix: str) -> None:
     sweep.deliver = profile.timed(lambda *_a, **_k: "delivery (whole)", sweep.deliver)
 
 
+#: What-ifs (``"what_if": [...]``): changes to the sweep's COS work tried at run time, to measure what they
+#: would gain. None of them is in redraw; see followup_bench.py --what-if.
+WHAT_IFS = ("no-done-get", "optimistic-claim", "no-trust-env")
+
+
+def apply_what_ifs(names: list) -> None:
+    """- ``no-done-get``: ``Sweep.finish`` without its GET of the done record before the claim (the HEAD after
+      the claim still guards exactly-once; a task whose done record exists is tidied by whoever claims it);
+    - ``optimistic-claim``: ``Sweep._claim`` first tries to create ``claims/<TaskId>/000000`` and lists the
+      claims only when it exists (safe only if no claim is ever deleted after it expired: see the results);
+    - ``no-trust-env``: the COS SDK's requests session with ``trust_env = False`` (no proxy/CA variables
+      read from the environment on every request: changes behaviour where HTTP(S)_PROXY is set)."""
+    from redraw import cosclient
+    from redraw.followup import records, sweep
+
+    unknown = set(names) - set(WHAT_IFS)
+    if unknown:
+        raise SystemExit(f"unknown what-if {sorted(unknown)}")
+    local = threading.local()
+    if "no-done-get" in names:
+        finish, get_json = sweep.Sweep.finish, cosclient.CosStore.get_json
+
+        def finish_without_done_get(self, pending, record, ending):
+            local.skip_done = self.layout.done_key(record["task_id"])
+            try:
+                return finish(self, pending, record, ending)
+            finally:
+                local.skip_done = None
+
+        def get_json_skipping(self, bucket, region, key, deadline):
+            if getattr(local, "skip_done", None) == key:  # the first GET of the done record in finish()
+                local.skip_done = None
+                return None
+            return get_json(self, bucket, region, key, deadline)
+        sweep.Sweep.finish, cosclient.CosStore.get_json = finish_without_done_get, get_json_skipping
+    if "optimistic-claim" in names:
+        claim = sweep.Sweep._claim
+
+        def optimistic(self, task_id):
+            first = f"{self.layout.claims_prefix(task_id)}{0:06d}"
+            body = {"task_id": task_id, "claimed_at": records.iso(time.time()),
+                    "expires": time.time() + self.deadline.remaining() + sweep.CLAIM_MARGIN_S,
+                    "request_id": sweep._request_id()}
+            if self.store.put_json(self.bucket, self.region, first, body, self.deadline, create_only=True):
+                return first
+            return claim(self, task_id)
+        sweep.Sweep._claim = optimistic
+    if "no-trust-env" in names:
+        client = cosclient.CosStore._client
+
+        def client_without_env(self, region, bulk=False):
+            made = client(self, region, bulk)
+            made._session.trust_env = False
+            return made
+        cosclient.CosStore._client = client_without_env
+
+
 def main() -> int:
     cfg = json.loads(sys.argv[1])
     started = time.perf_counter()
@@ -78,6 +135,7 @@ def main() -> int:
     profile = Profile() if cfg.get("profile") else None
     if profile is not None:
         instrument(profile, os.environ.get("REDRAW_STATE_PREFIX", "redraw/"))
+    apply_what_ifs(cfg.get("what_if") or [])
     n = 0
 
     def invoke() -> dict:

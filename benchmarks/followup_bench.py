@@ -76,7 +76,7 @@ from redraw.tools.samples import cos_event  # noqa: E402
 
 MODES: Dict[str, Dict[str, Any]] = {
     "full": dict(cold_runs=15, warmup_round=True, explain_runs=3, tasks=1000, warm_round=True, profile=True,
-                 delivery_mib=300, delivery_pairs=3),
+                 delivery_mib=300, delivery_pairs=5),
     "smoke": dict(cold_runs=1, warmup_round=False, explain_runs=1, tasks=30, warm_round=False, profile=True,
                   delivery_mib=20, delivery_pairs=1),
 }
@@ -89,6 +89,9 @@ DELIVER_PREFIX = "redrawn/"
 TIME_LIMIT_MS = 60000          # serverless.yml: timeout 60
 DESCRIBE_LIMIT = 100           # DescribeTaskDetail: 100 requests/s (tencentcloud.com/document/api/266/34129)
 PART_SIZE = 8 * 1024 * 1024    # redraw.cosclient.PART_SIZE; the bare copy uses the same
+#: --what-if: the sweep as it is, then with changes to its COS work applied cumulatively (_fnproc.WHAT_IFS).
+WHAT_IF_SETS: Tuple[Tuple[str, ...], ...] = ((), ("no-done-get",), ("no-done-get", "optimistic-claim"),
+                                              ("no-done-get", "optimistic-claim", "no-trust-env"))
 TARGETS = dict(off_vs_today=1.03, today_vs_before=1.03, on_vs_plain=1.0, on_rss_mb=45.0, sweep_rate=0.9 * DESCRIBE_LIMIT,
                delivery_rss_mb=64.0, delivery_ratio=0.8)
 
@@ -434,11 +437,13 @@ class Host:
 class Function:
     """The function in a warm container of its own (``_fnproc.py``); its stdout (log lines) to a file."""
 
-    def __init__(self, pythonpath: str, env: Dict[str, str], log_path: Path, profile: bool = False) -> None:
+    def __init__(self, pythonpath: str, env: Dict[str, str], log_path: Path, profile: bool = False,
+                 what_if: Tuple[str, ...] = ()) -> None:
         self.log_path = log_path
         self._out = open(log_path, "wb")
         self.p = subprocess.Popen([sys.executable, "-B", "-S", str(BENCH / "_fnproc.py"),
-                                   json.dumps({"time_limit_ms": TIME_LIMIT_MS, "profile": profile})],
+                                   json.dumps({"time_limit_ms": TIME_LIMIT_MS, "profile": profile,
+                                               "what_if": list(what_if)})],
                                   stdin=subprocess.PIPE, stdout=self._out, stderr=subprocess.PIPE, env=env,
                                   cwd=str(log_path.parent), text=True)
         self._expect_line("ready")
@@ -589,6 +594,19 @@ def sweep_bench(cfg: dict, trees: Trees, tmp: Path) -> dict:
                 fn.close()
             finally:
                 fn.kill()
+        if cfg.get("what_if"):
+            out["what_if"] = []
+            for changes in WHAT_IF_SETS:
+                tag = "+".join(changes) or "as-is"
+                log(f"sweep what-if {tag}: {n} tasks in a new container, {n} more in the same one")
+                fn = Function(trees.cos, env, tmp / f"sweep-{tag}.log", what_if=changes)
+                try:
+                    rounds = [sweep_round(fn, vod, cos, cos_root, env, n, f"wi-{tag}-{i}", tmp / f"wi-{tag}-{i}.json")
+                              for i in range(2)]
+                    fn.close()
+                finally:
+                    fn.kill()
+                out["what_if"].append((changes, rounds))
     finally:
         vod.stop(), cos.stop()
     return out
@@ -597,10 +615,11 @@ def sweep_bench(cfg: dict, trees: Trees, tmp: Path) -> dict:
 # --- 3. delivery ---------------------------------------------------------------------------------
 
 _BARE = r"""
-import json, sys, time
+import json, resource, sys, time
 cfg = json.loads(sys.argv[1])
 import requests
 from qcloud_cos import CosConfig, CosS3Client
+rss_ready = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 started = time.perf_counter()
 client = CosS3Client(CosConfig(Region=cfg["region"], SecretId=cfg["secret_id"], SecretKey=cfg["secret_key"],
                                IP=cfg["ip"], Port=cfg["port"], Scheme="http"), retry=0)
@@ -619,7 +638,7 @@ while True:
     parts.append({"PartNumber": number, "ETag": answer["ETag"]})
 client.complete_multipart_upload(Bucket=cfg["bucket"], Key=cfg["key"], UploadId=upload["UploadId"],
                                  MultipartUpload={"Part": parts})
-print(json.dumps({"elapsed": time.perf_counter() - started, "bytes": total, "parts": number}))
+print(json.dumps({"elapsed": time.perf_counter() - started, "bytes": total, "parts": number, "rss_ready": rss_ready}))
 """
 
 
@@ -665,7 +684,7 @@ def _delivery_bare(trees: Trees, vod: Host, cos: Host, cos_root: Path, n: int, s
         raise BenchError(f"bare copy: {answer['bytes']} bytes read, {target.stat().st_size} written, {size} expected")
     target.unlink()
     return {"elapsed": answer["elapsed"], "rate": size / answer["elapsed"] / 2**20, "parts": answer["parts"],
-            "rss": usage.ru_maxrss / 1024.0}
+            "rss": usage.ru_maxrss / 1024.0, "rss_ready": answer["rss_ready"]}
 
 
 def delivery_bench(cfg: dict, trees: Trees, tmp: Path) -> dict:
@@ -770,7 +789,7 @@ def cold_section(variants: List[Cold], explain: Optional[dict], cfg: dict, trees
     return notes, t
 
 
-def sweep_section(sw: dict) -> Tuple[List[str], Table, Optional[str]]:
+def sweep_section(sw: dict) -> Tuple[List[str], Table, Optional[str], Optional[str]]:
     t = Table()
     for name, label in (("new", "a new container (DescribeTaskDetail pacer from 3/s)"),
                         ("warm", "the same container again (pacer warm)"), ("profile", "profiled run (every call timed)")):
@@ -788,6 +807,10 @@ def sweep_section(sw: dict) -> Tuple[List[str], Table, Optional[str]]:
         t.row("  CPU time (s): function / COS emulator / VOD emulator",
               f"{r['cpu_function']:.2f} / {r['cpu_cos']:.2f} / {r['cpu_vod']:.2f} "
               f"({(r['cpu_function'] + r['cpu_cos'] + r['cpu_vod']) / r['sweep_s']:.2f} cores busy on average)")
+        per_task = r["cpu_function"] / r["tasks"]
+        t.row("  the function's CPU per task → its ceiling on one core (one process: one GIL)",
+              f"{per_task * 1e3:.1f} ms → {1 / per_task:.0f} tasks/s (the process was busy "
+              f"{r['cpu_function'] / r['sweep_s'] * 100:.0f} % of the sweep time)")
     profile_table = None
     p = sw.get("profile")
     if p and p.get("profile"):
@@ -801,6 +824,18 @@ def sweep_section(sw: dict) -> Tuple[List[str], Table, Optional[str]]:
         rows.append(["function process, all threads (time.process_time)", "", "", "", "", f"{whole_cpu:.2f}"])
         profile_table = S.markdown_table(["call", "per task", "wall ms per call", "wall ms per task",
                                           "CPU ms per call", "CPU ms per task"], rows)
+    what_if_table = None
+    if sw.get("what_if"):
+        rows = []
+        for changes, rounds in sw["what_if"]:
+            rows.append([" + ".join(changes) or "(as it is)",
+                         f"{S.median([r['cos_requests'] / r['tasks'] for r in rounds]):.1f}",
+                         " / ".join(f"{r['cpu_function'] / r['tasks'] * 1e3:.1f}" for r in rounds),
+                         " / ".join(f"{r['rate']:.1f}" for r in rounds),
+                         " / ".join(str(r["describe_limit_hits"]) for r in rounds)])
+        what_if_table = S.markdown_table(["changes (cumulative; none is in redraw)", "COS requests per task",
+                                          "function CPU ms per task (new / warm)", "tasks/s (new / warm)",
+                                          "DescribeTaskDetail limit hits"], rows)
     notes = [
         f"Tasks: ended upload tasks (VOD emulator `add_task`, a minute old, task duration 0.5 s), each with its pending "
         "record and receipt written into the state bucket's folder as `records.new_record` makes them. The function: "
@@ -814,7 +849,7 @@ def sweep_section(sw: dict) -> Tuple[List[str], Table, Optional[str]]:
         "(`describe_rps=100`, answering RequestLimitExceeded). Target: ≥ 0.9 × 100 = 90 tasks/s.",
         "Each emulator is a process of its own (`_emuhost.py`); the machine has 2 cores for the three processes.",
     ]
-    return notes, t, profile_table
+    return notes, t, profile_table, what_if_table
 
 
 def delivery_section(d: dict) -> Tuple[List[str], Table]:
@@ -832,7 +867,8 @@ def delivery_section(d: dict) -> Tuple[List[str], Table]:
     t.row("function process peak RSS (max of runs)",
           f"{rss:.1f} MB (before the delivery: {max(f['rss_ready'] for f in fun):.1f} MB)",
           f"≤ {TARGETS['delivery_rss_mb']:.0f} MB", rss <= TARGETS["delivery_rss_mb"])
-    t.row("bare script peak RSS", f"{max(b['rss'] for b in bare):.1f} MB")
+    t.row("bare script peak RSS", f"{max(b['rss'] for b in bare):.1f} MB (before the copy: "
+          f"{max(b['rss_ready'] for b in bare):.1f} MB)")
     notes = [
         f"{len(fun)} pairs, the order alternated. Function: a new `_fnproc.py` process per run (package + COS SDK "
         "tree), one warm-up sweep with nothing pending (runtime and COS client built), then one timer invocation "
@@ -859,8 +895,20 @@ def build_report(mode: str, cfg: dict, trees: Trees, cold: Optional[Tuple[List[C
         parts += ["## 1. Upload path cold start", "", t.render(), "", *[f"- {n}" for n in notes], ""]
         fails += t.fails
     if sw is not None:
-        notes, t, profile = sweep_section(sw)
+        notes, t, profile, what_if = sweep_section(sw)
         parts += ["## 2. Sweep", "", t.render(), ""]
+        if what_if:
+            parts += ["What changes to the sweep's COS work would gain (`--what-if`: each set applied at run time in "
+                      "`_fnproc.py`, a new container then the same one again; `no-done-get`: no GET of the done "
+                      "record before the claim; `optimistic-claim`: create `claims/<TaskId>/000000` first, list the "
+                      "claims only if it exists; `no-trust-env`: the COS SDK's requests session ignores proxy/CA "
+                      "variables):", "", what_if, "",
+                      "`optimistic-claim` is not safe as it stands: the chain of claims relies on a claim never "
+                      "being deleted after it expired, and a sweep can outlive its claim (a claim lives until its "
+                      "invocation's deadline + 5 s; with REDRAW_SAFETY_MARGIN_MS above 5 s the invocation runs on "
+                      "past it), release it, and let another sweep create `000000` while `000001` is alive. It "
+                      "would need `_release` to delete a claim only well before it expires. `no-trust-env` ignores "
+                      "HTTP(S)_PROXY for COS.", ""]
         if profile:
             parts += ["Where a task's time goes (the profiled run): wall time of each call in its thread (16 threads "
                       "overlap) and the CPU time of the calling thread (`time.thread_time`); nested rows are part "
@@ -883,6 +931,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--tasks", type=int, help="ended tasks per sweep run")
     parser.add_argument("--delivery-mib", type=int, help="size of the delivered output, MiB")
     parser.add_argument("--pairs", type=int, help="delivery runs per side")
+    parser.add_argument("--what-if", action="store_true",
+                        help="also sweep with changes to its COS work tried at run time (not in redraw): what they gain")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     mode = "smoke" if args.smoke else "full"
@@ -891,6 +941,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         ("delivery_pairs", args.pairs)):
         if value:
             cfg[name] = value
+    cfg["what_if"] = args.what_if
     only = set(args.only.split(","))
     WORK.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
