@@ -126,6 +126,28 @@ def apply_what_ifs(names: list) -> None:
         cosclient.CosStore._client = client_without_env
 
 
+def time_reads(acc: list) -> None:
+    """Add the time spent reading the output download (``delivery._parts``, 8 MiB per step) to ``acc[0]``;
+    the part is handed on as is (no copy, no extra reference kept past the next read)."""
+    from redraw.followup import delivery
+
+    parts = delivery._parts
+
+    def timed_parts(response, expected):
+        source = parts(response, expected)
+        while True:
+            started = time.perf_counter()
+            try:
+                chunk = next(source)
+            except StopIteration:
+                return
+            finally:
+                acc[0] += time.perf_counter() - started
+            yield chunk
+            del chunk
+    delivery._parts = timed_parts
+
+
 def main() -> int:
     cfg = json.loads(sys.argv[1])
     started = time.perf_counter()
@@ -136,6 +158,9 @@ def main() -> int:
     if profile is not None:
         instrument(profile, os.environ.get("REDRAW_STATE_PREFIX", "redraw/"))
     apply_what_ifs(cfg.get("what_if") or [])
+    reads = [0.0]
+    if cfg.get("time_reads"):
+        time_reads(reads)
     n = 0
 
     def invoke() -> dict:
@@ -157,6 +182,7 @@ def main() -> int:
         expect, out_path = int(parts[1]), parts[2]
         if profile is not None:
             profile.entries.clear()
+        reads[0] = 0.0
         rounds, finished = [], 0
         while finished < expect and len(rounds) < cfg.get("max_invocations", 20):
             result = invoke()
@@ -166,7 +192,8 @@ def main() -> int:
                 break
         with open(out_path, "w") as f:
             json.dump({"import_s": import_s, "warmup": warmup, "invocations": rounds, "finished": finished,
-                       "profile": profile.entries if profile else None}, f)
+                       "profile": profile.entries if profile else None,
+                       "read_s": reads[0] if cfg.get("time_reads") else None}, f)
         sys.stderr.write("done\n")
         sys.stderr.flush()
     return 0
