@@ -75,7 +75,7 @@ from redraw.tools.emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, VodEmul
 from redraw.tools.samples import cos_event  # noqa: E402
 
 MODES: Dict[str, Dict[str, Any]] = {
-    "full": dict(cold_runs=30, warmup_round=True, explain_runs=3, tasks=1000, warm_round=True, profile=True,
+    "full": dict(cold_runs=30, warmup_round=True, explain_runs=7, tasks=1000, warm_round=True, profile=True,
                  delivery_mib=300, delivery_pairs=5),
     "smoke": dict(cold_runs=1, warmup_round=False, explain_runs=1, tasks=30, warm_round=False, profile=True,
                   delivery_mib=20, delivery_pairs=1),
