@@ -664,7 +664,7 @@ def _delivery_function(trees: Trees, vod: Host, cos: Host, cos_root: Path, tmp: 
             "rss_ready": fn.hwm_ready_mb, "invocations": len(result["invocations"])}
 
 
-def _delivery_bare(trees: Trees, vod: Host, cos: Host, cos_root: Path, n: int, size: int) -> dict:
+def _delivery_bare(trees: Trees, vod: Host, cos: Host, cos_root: Path, tmp: Path, n: int, size: int) -> dict:
     [task_id] = vod.ask("add_tasks", n=1, sub_app_id=SUB_APP_ID, age=60.0)["task_ids"]
     url = vod.ask("output_url", task_id=task_id)["url"]
     host, _, port = cos.url.split("://", 1)[1].rpartition(":")
@@ -672,7 +672,7 @@ def _delivery_bare(trees: Trees, vod: Host, cos: Host, cos_root: Path, n: int, s
     cfg = {"url": url, "bucket": BUCKET, "key": key, "region": REGION, "ip": host, "port": int(port),
            "secret_id": DEFAULT_SECRET_ID, "secret_key": DEFAULT_SECRET_KEY, "part_size": PART_SIZE}
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": trees.cos, "LANG": "C.UTF-8"}
-    out_path, err_path = cos_root.parent / f"bare-{n}.out", cos_root.parent / f"bare-{n}.err"
+    out_path, err_path = tmp / f"bare-{n}.out", tmp / f"bare-{n}.err"
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         proc = subprocess.Popen([sys.executable, "-B", "-S", "-c", _BARE, json.dumps(cfg)], stdout=out, stderr=err,
                                 env=env)
@@ -707,7 +707,7 @@ def delivery_bench(cfg: dict, trees: Trees, tmp: Path) -> dict:
                 if side == "function":
                     fun.append(_delivery_function(trees, vod, cos, cos_root, tmp, n, size))
                 else:
-                    bare.append(_delivery_bare(trees, vod, cos, cos_root, n, size))
+                    bare.append(_delivery_bare(trees, vod, cos, cos_root, tmp, n, size))
             log(f"delivery pair {n + 1}/{cfg['delivery_pairs']}: function {fun[-1]['rate']:.0f} MiB/s "
                 f"({fun[-1]['rss']:.1f} MB peak RSS), bare {bare[-1]['rate']:.0f} MiB/s")
     finally:
