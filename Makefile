@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EVENT  ?= events/cos-put.json
 
-.PHONY: setup demo loop serve test lint bench soak scale package package-local clean
+.PHONY: setup demo loop serve test lint bench soak scale followup-bench package package-local clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ soak: $(STAMP)
 ## SCALE_ARGS="--instances 4 --modes adaptive" for a quick look (about 10-15 minutes in full).
 scale: $(STAMP)
 	$(PY) benchmarks/scale.py $(SCALE_ARGS)
+
+## The follow-up: upload-path cold start, sweep rate (1,000 ended tasks), delivery of a 300 MiB output:
+## benchmarks/followup-results.md. FOLLOWUP_ARGS="--only sweep --tasks 500" for a part.
+followup-bench: $(STAMP)
+	$(PY) benchmarks/followup_bench.py $(FOLLOWUP_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

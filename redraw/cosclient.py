@@ -243,27 +243,30 @@ class CosStore:
 
     def upload_stream(self, bucket: str, region: str, key: str, parts: Iterable[bytes], deadline: Deadline, *,
                       content_type: str, metadata: Dict[str, str], create_only: bool = False) -> bool:
-        """Write the object from ``parts`` (each ≤ PART_SIZE; the caller holds one at a time).
+        """Write the object from ``parts`` (each PART_SIZE but the last, which may be shorter; one part in
+        memory at a time: each is uploaded before the next is read).
 
-        One part: a single PUT. More: a multipart upload whose object appears only when it is
-        completed, and which is aborted when anything fails (nothing half-written is visible).
-        With ``create_only``, False when the key already exists.
+        A first part shorter than PART_SIZE (the whole output): a single PUT. A full one: a multipart
+        upload (even if it is the only part) whose object appears only when it is completed, and which
+        is aborted when anything fails (nothing half-written is visible). With ``create_only``, False
+        when the key already exists.
         """
         from qcloud_cos.cos_exception import CosServiceError
 
         iterator = iter(parts)
-        first = next(iterator, b"")
-        second = next(iterator, None)
-        if second is None:
-            return self.put_bytes(bucket, region, key, first, deadline, create_only=create_only,
-                                  content_type=content_type, metadata=metadata)
+        held = [next(iterator, b"")]
+        if len(held[0]) < PART_SIZE:  # the last part already: read on only to be sure
+            more = next(iterator, None)
+            if more is None:
+                return self.put_bytes(bucket, region, key, held[0], deadline, create_only=create_only,
+                                      content_type=content_type, metadata=metadata)
+            held.append(more)  # a short part before others (not what delivery sends): COS judges its size
+            del more
         client = self._client(region, bulk=True)
         created = self._call("multipart", bucket, key, deadline, lambda: client.create_multipart_upload(
             Bucket=bucket, Key=key, ContentType=content_type, Metadata=metadata))
         upload_id = created["UploadId"]
         done = []
-        held = [first, second]  # handed on and forgotten: one part in memory at a time
-        del first, second
         try:
             number = 0
             for chunk in _drain(held, iterator):

@@ -68,3 +68,15 @@ def test_followup_soak_smoke_run():
     # a sweep killed between a task's done record and its line: task.recovered says it, nothing is missed
     assert finished + recovered + unrecorded == 20 and missed == 0, accounted
     assert not rows["sweeps killed (SIGKILL) mid-way"][0].startswith("0 ")
+
+
+def test_followup_benchmark_smoke_run():
+    """benchmarks/followup_bench.py at tiny sizes: cold starts, a 30-task sweep, a 20 MiB delivery, all real."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOD_", "REDRAW_", "TENCENTCLOUD_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    out = subprocess.run([sys.executable, "benchmarks/followup_bench.py", "--smoke"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    for row in ("cold start: development tree + COS SDK, follow-up on",
+                "tasks finished per second of sweep time", "throughput: function / bare", "importing qcloud_cos"):
+        assert row in out.stdout, row
