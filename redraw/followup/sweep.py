@@ -276,9 +276,11 @@ class Sweep:
         done_key = self.layout.done_key(task_id)
         final = self.store.get_json(self.bucket, self.region, done_key, self.deadline)
         if final is not None:  # finished before: only the tidying was left
-            self.count("tidied")
-            self._recovered(final)
-            self._tidy(pending, record, final)
+            if self._recovered(final):
+                self.count("tidied")
+                self._tidy(pending, record, final)
+            else:
+                self.count("finishing_elsewhere")
             return
         claim = self._claim(task_id)
         if claim is None:
@@ -287,8 +289,10 @@ class Sweep:
         if self.store.head(self.bucket, self.region, done_key, self.deadline) is not None:
             self.count("tidied")  # finished by the sweep whose claim ended just before ours
             final = self.store.get_json(self.bucket, self.region, done_key, self.deadline) or {}
-            self._recovered(final)
-            self._tidy(pending, record, final)
+            if self._recovered(final):
+                self._tidy(pending, record, final)
+            else:
+                self._release(task_id, claim)
             return
         try:
             delivered = self._deliver(record, ending)
@@ -391,14 +395,16 @@ class Sweep:
                      finisher_gone_at=round(time.time() + self.deadline.remaining() + CLAIM_MARGIN_S, 3))
         return final
 
-    def _recovered(self, final: dict) -> None:
+    def _recovered(self, final: dict) -> bool:
         """The task has its done record but still a pending record, and the sweep that wrote the done
         record can no longer be running: it stopped after the record, maybe before its task.finished
         line. ``task.recovered`` carries the same fields, so a reader who keeps, per TaskId, the
         task.finished line or else this one misses no task (one line may then be seen twice)."""
         gone_at = final.get("finisher_gone_at")
-        if not isinstance(gone_at, (int, float)) or time.time() < gone_at:
-            return  # the finisher may still be tidying (an overlapping sweep): it has logged or will
+        if not isinstance(gone_at, (int, float)):
+            return True  # a done record of an older version: tidy it
+        if time.time() < gone_at:
+            return False  # the finisher may still be at work: it logs and tidies, or a later sweep recovers it
         context = final.get("session_context") if isinstance(final.get("session_context"), str) else None
         self.count("recovered")
         self.log.warning("task.recovered", outcome=final.get("state"), task_id=final.get("task_id"),
@@ -409,6 +415,7 @@ class Sweep:
                          receipt=final.get("receipt"), finished_by=final.get("finished_by"),
                          reason="the sweep that finished this task stopped before tidying it up; its "
                                 "task.finished line may be missing", **parse_context(context))
+        return True
 
     def _log_finished(self, final: dict, ending: Ending) -> None:
         fields = dict(task_id=final["task_id"], session_id=final.get("session_id"),
