@@ -274,6 +274,10 @@ class Sweep:
     def finish(self, pending: Pending, record: dict, ending: Ending) -> None:
         task_id = record["task_id"]
         done_key = self.layout.done_key(task_id)
+        claim = self._claim(task_id)  # the claim first: a finisher at work holds a live one
+        if claim is None:
+            self.count("claimed_elsewhere")
+            return
         final = self.store.get_json(self.bucket, self.region, done_key, self.deadline)
         if final is not None:  # finished before: only the tidying was left
             if self._recovered(final):
@@ -281,17 +285,6 @@ class Sweep:
                 self._tidy(pending, record, final)
             else:
                 self.count("finishing_elsewhere")
-            return
-        claim = self._claim(task_id)
-        if claim is None:
-            self.count("claimed_elsewhere")
-            return
-        if self.store.head(self.bucket, self.region, done_key, self.deadline) is not None:
-            self.count("tidied")  # finished by the sweep whose claim ended just before ours
-            final = self.store.get_json(self.bucket, self.region, done_key, self.deadline) or {}
-            if self._recovered(final):
-                self._tidy(pending, record, final)
-            else:
                 self._release(task_id, claim)
             return
         try:
