@@ -323,12 +323,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     rounds, per_round, files, burst_rounds = (2, 10, 3, 1) if args.smoke else (20, 25, 20, 3)
 
-    warm = warm_overhead(rounds, per_round)
-    floor = bare_http(rounds * per_round)
-    slow = None if args.smoke else warm_overhead(4, 25, latency=0.05)  # information only: not in the smoke run
-    fast = burst(50, burst_rounds, 0.0, 0, fast=True)
-    paced = burst(10 if args.smoke else 50, burst_rounds, 0.2, 20, fast=False)
-    watched = watch_latency(files)
+    def timed(name: str, run: Any) -> Any:
+        started = time.perf_counter()
+        value = run()
+        print(f"[serve-bench] {name}: {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+        return value
+
+    warm = timed("warm overhead", lambda: warm_overhead(rounds, per_round))
+    floor = timed("bare HTTP", lambda: bare_http(rounds * per_round))
+    # information only: not in the smoke run
+    slow = None if args.smoke else timed("warm, 50 ms VOD", lambda: warm_overhead(4, 25, latency=0.05))
+    fast = timed("burst, unlimited", lambda: burst(50, burst_rounds, 0.0, 0, fast=True))
+    paced = timed("burst, paced", lambda: burst(10 if args.smoke else 50, burst_rounds, 0.2, 20, fast=False))
+    watched = timed("watch", lambda: watch_latency(files))
 
     ms = lambda v: f"{v * 1000:.2f} ms"  # noqa: E731
     rows = [

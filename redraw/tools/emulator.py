@@ -1326,9 +1326,12 @@ def serve(emulator: "VodEmulator", banner) -> int:
     import signal
 
     stop = threading.Event()
-    previous = None
+    previous: dict = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        # SIGINT too, set rather than inherited: started in the background of a script, a process has
+        # SIGINT ignored, and Ctrl-C (or a harness's SIGINT) would not stop it
+        for number in (signal.SIGINT, signal.SIGTERM):
+            previous[number] = signal.signal(number, lambda *_: stop.set())
     try:
         emulator.start()
         print(banner(emulator), flush=True)
@@ -1338,8 +1341,8 @@ def serve(emulator: "VodEmulator", banner) -> int:
         pass
     finally:
         emulator.stop()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     return 0
 
 
