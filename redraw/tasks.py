@@ -25,7 +25,8 @@ def _str(value: Any) -> Optional[str]:
 
 
 def summarize(task_id: str, response: dict) -> dict:
-    """The fields the CLI and ``GET /tasks/{TaskId}`` show."""
+    """The fields the CLI and ``GET /tasks/{TaskId}`` show (an output URL without its signature: the
+    follow-up delivers the file itself, see README)."""
     detail = response.get("AigcVideoRedrawTask")
     if not isinstance(detail, dict) or not (response.get("TaskType") or detail):
         raise NotFoundError("task not found: no redraw task with this TaskId")
@@ -34,6 +35,8 @@ def summarize(task_id: str, response: dict) -> dict:
     file_info = output.get("FileInfo")
     file_info = file_info if isinstance(file_info, dict) else {}
     err_code = detail.get("ErrCode")
+    if isinstance(file_info.get("FileUrl"), str):  # a signed temporary URL: its query is the signature
+        file_info = {**file_info, "FileUrl": file_info["FileUrl"].split("?", 1)[0].split("#", 1)[0]}
     return {
         "TaskId": _str(detail.get("TaskId")) or task_id,
         "Status": _str(detail.get("Status")) or _str(response.get("Status")) or "UNKNOWN",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import pytest
 
@@ -172,6 +173,16 @@ def test_other_methods_are_405(invoke, emulator, method):
     assert out.result["statusCode"] == 405
     assert out.result["headers"]["Allow"] == "POST"
     assert emulator.calls == []
+
+
+def test_a_finished_tasks_status_shows_its_output_without_the_signature(invoke, emulator):
+    emulator.task_duration = 0.05
+    task_id = invoke(apigw_event(redraw_body(URL))).body["TaskId"]
+    time.sleep(0.2)
+    status = invoke(apigw_event(None, method="GET", path=f"/tasks/{task_id}", path_parameters={"TaskId": task_id}))
+    assert status.body["Status"] == "FINISH"
+    assert status.body["Output"]["FileUrl"] == f"{emulator.url}/aigc/{task_id}.mp4"  # no ?t=…&sign=…
+    assert "sign=" not in status.result["body"]
 
 
 def test_get_task_status_and_404(invoke, emulator):

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import List, Tuple
 
@@ -368,7 +369,8 @@ def test_status_wait_reaches_finish(env, emulator, capsys):
     task_id = create_task(f"{BASE_URL}/clip.mp4")
     code, out, err = run(capsys, "status", task_id, "--wait", "--interval", "0.05", "--timeout", "10")
     assert code == 0, err
-    assert "FINISH" in out and f"{emulator.url}/aigc/{task_id}.mp4?t=" in out
+    assert "FINISH" in out and f"{emulator.url}/aigc/{task_id}.mp4" in out
+    assert "sign=" not in out and "?t=" not in out  # the output URL's signature is never shown
     assert "100% FINISH" in err.splitlines() and "\r" not in err   # not a terminal: plain lines
 
 
@@ -390,6 +392,15 @@ def test_status_wait_on_an_aborted_task_exits_1(env, emulator, capsys):
     assert code == 1
     summary = json.loads(out)
     assert summary["Status"] == "ABORTED" and summary["ErrCode"] == 70000 and summary["Message"]
+
+
+def test_status_of_a_failed_redraw_exits_1(env, emulator, capsys):
+    emulator.task_duration = 0.1
+    task_id = create_task(f"{BASE_URL}/fail-me.mp4")
+    time.sleep(0.3)
+    code, out, _ = run(capsys, "status", task_id, "--json")
+    summary = json.loads(out)
+    assert summary["Status"] == "FINISH" and summary["ErrCode"] == 70000 and code == 1
 
 
 def test_status_without_wait_shows_the_fields(env, emulator, capsys):

@@ -432,7 +432,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not args.wait:
         current = describe()
         _print_status(current, args.json)
-        return EXIT_FAILED if current["Status"] == "ABORTED" else EXIT_OK
+        return EXIT_FAILED if _failed(current) else EXIT_OK
     give_up = time.monotonic() + args.timeout
     summary: Optional[dict] = None
     with _Progress() as bar:
@@ -461,7 +461,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         raise CliError(f"timed out after {args.timeout:g} s waiting for task {args.task_id} "
                        f"(last status {last})", EXIT_FAILED)
     _print_status(summary, args.json)
-    return EXIT_OK if summary["Status"] == "FINISH" else EXIT_FAILED
+    return EXIT_FAILED if _failed(summary) else EXIT_OK
+
+
+def _failed(summary: dict) -> bool:
+    """ABORTED, or FINISH with a non-zero ErrCode (how a failed redraw ends)."""
+    return summary["Status"] == "ABORTED" or (summary["Status"] == "FINISH" and bool(summary.get("ErrCode")))
 
 
 # --- submit ---------------------------------------------------------------------------------
