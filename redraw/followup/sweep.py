@@ -285,7 +285,9 @@ class Sweep:
                 self._tidy(pending, record, final)
             else:
                 self.count("finishing_elsewhere")
-                self._release(task_id, claim)
+                # the task is done: every later claimer finds done/ after claiming, so our claim can go
+                # (released claims are kept only while a task is unfinished, for their numbers)
+                self._drop(claim)
             return
         try:
             delivered = self._deliver(record, ending)
@@ -363,6 +365,12 @@ class Sweep:
             self.store.put_json(self.bucket, self.region, claim, body, self.deadline)
         except StorageError:
             pass  # it expires with this invocation's deadline
+
+    def _drop(self, claim: str) -> None:
+        try:
+            self.store.delete(self.bucket, self.region, claim, self.deadline)
+        except StorageError:
+            pass  # an expired claim of a finished task: harmless, the lifecycle rule removes it
 
     def _drop_claims(self, task_id: str) -> None:
         """Once done/<TaskId>.json exists, the task's claims are no longer needed (every claimer looks
