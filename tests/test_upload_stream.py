@@ -12,34 +12,23 @@ from redraw.config import load_settings
 from redraw.followup import delivery
 from redraw.retries import Deadline
 from redraw.tools import samples
-from redraw.tools.cos_emulator import CosEmulator
+from conftest import BUCKET, STATE
+from test_followup import sweep
 
-BUCKET = "media-1250000000"
-STATE = "redraw-state-1250000000"
 PART = 64 * 1024
-TIMER = {"Type": "Timer", "TriggerName": "redraw-sweep", "Time": "2026-12-05T08:00:00Z", "Message": "sweep"}
 
 
 @pytest.fixture
-def cos(tmp_path, monkeypatch):
+def cos(cos, monkeypatch):
+    """conftest's COS emulator, with parts this small (the emulator's minimum too)."""
     monkeypatch.setattr(cosclient, "PART_SIZE", PART)
     monkeypatch.setattr(delivery, "PART_SIZE", PART)
-    emu = CosEmulator(root=tmp_path / "cos", min_part_size=PART)
-    emu.add_bucket(BUCKET)
-    emu.add_bucket(STATE)
-    emu.start()
-    try:
-        yield emu
-    finally:
-        emu.stop()
+    cos.min_part_size = PART
+    return cos
 
 
 @pytest.fixture
-def store(env, cos):
-    env.setenv("REDRAW_FOLLOW_UP", "true")
-    env.setenv("REDRAW_STATE_BUCKET", STATE)
-    env.setenv("TENCENTCLOUD_REGION", "ap-guangzhou")
-    env.setenv("REDRAW_COS_ENDPOINT", cos.url)
+def store(follow):
     return cosclient.CosStore(load_settings())
 
 
@@ -82,13 +71,11 @@ def test_a_multipart_upload_that_exists_is_not_overwritten_with_create_only(stor
 
 def test_the_sweep_delivers_a_multipart_output_beside_the_upload(invoke, store, cos, env, emulator):
     env.setenv("REDRAW_DELIVER_PREFIX", "redrawn/")
-    env.setenv("REDRAW_POLL_MAX_INTERVAL_S", "0")
-    emulator.task_duration = 0.2
     emulator.output_bytes = 2 * PART + 1000
     out = invoke(samples.cos_event(["uploads/big.mp4"], bucket=BUCKET))
     assert out.result["results"][0]["recorded"] is True
     time.sleep(0.3)
-    done = invoke(dict(TIMER), {"request_id": "sweep-1", "time_limit_in_ms": 20000})
+    done = sweep(invoke)
     [line] = done.lines("task.finished")
     assert line["outcome"] == "succeeded" and line["delivered_to"] == f"cos://{BUCKET}/redrawn/uploads/big.mp4"
     assert len(cos.read(BUCKET, "redrawn/uploads/big.mp4")) == 2 * PART + 1000

@@ -10,11 +10,13 @@ the ones that ended, each exactly once.
   100/s), RequestLimitExceeded handled as on the create path.
 - **Exactly once.** An ended task is finished by whoever creates its claim
   (``claims/<TaskId>/<n>``, a COS create-only write) while no earlier claim is alive (a claim lives
-  until its invocation's deadline; a claim let go is rewritten as expired, never deleted, so no claim
-  number is taken twice). The claimer delivers the output, writes ``done/<TaskId>.json``, then logs
-  ``task.finished``; the receipt is updated, the pending record and the task's claims removed after that.
-  Overlapping sweeps, a timer retry, or a sweep killed half-way find the claim or the done record
-  and neither deliver nor log twice.
+  until its invocation's deadline; a claim let go of an unfinished task is rewritten as expired, not
+  deleted, so no claim number is taken twice). The claimer reads ``done/<TaskId>.json``; if it is
+  not there, it delivers the output, writes it, then logs ``task.finished``; the receipt is updated,
+  the task's claims and, last, its pending record removed after that. Overlapping sweeps, a timer
+  retry, or a sweep killed half-way find the claim or the done record and neither deliver nor log
+  twice. A done record whose pending record outlives its finisher (``finisher_gone_at``) gets a
+  ``task.recovered`` line: that finisher may have died before its own line.
 """
 from __future__ import annotations
 
@@ -280,7 +282,7 @@ class Sweep:
             return
         final = self.store.get_json(self.bucket, self.region, done_key, self.deadline)
         if final is not None:  # finished before: only the tidying was left
-            if self._recovered(final):
+            if self._recover_or_wait(final):
                 self.count("tidied")
                 self._tidy(pending, record, final)
             else:
@@ -396,11 +398,13 @@ class Sweep:
                      finisher_gone_at=round(time.time() + self.deadline.remaining() + CLAIM_MARGIN_S, 3))
         return final
 
-    def _recovered(self, final: dict) -> bool:
-        """The task has its done record but still a pending record, and the sweep that wrote the done
-        record can no longer be running: it stopped after the record, maybe before its task.finished
-        line. ``task.recovered`` carries the same fields, so a reader who keeps, per TaskId, the
-        task.finished line or else this one misses no task (one line may then be seen twice)."""
+    def _recover_or_wait(self, final: dict) -> bool:
+        """The task has its done record but still a pending record. True (after a ``task.recovered``
+        line) when the sweep that wrote the record can no longer be running: it stopped after the
+        record, maybe before its task.finished line; the caller tidies. False while it may still be at
+        work: it logs and tidies itself, or a later sweep recovers it. ``task.recovered`` carries the
+        same fields, so a reader who keeps, per TaskId, the task.finished line or else this one misses
+        no task (one may then be seen under both names)."""
         gone_at = final.get("finisher_gone_at")
         if not isinstance(gone_at, (int, float)):
             return True  # a done record of an older version: tidy it

@@ -58,7 +58,7 @@ from typing import Any, BinaryIO, Dict, List, Optional, Tuple
 from urllib.parse import parse_qsl, quote, unquote_to_bytes
 
 from .emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, serve
-from .loopback import LoopbackServer
+from .loopback import LoopbackServer, Served
 
 __all__ = [
     "DEFAULT_SECRET_ID",
@@ -455,13 +455,15 @@ class _Info:
 
 # --------------------------------------------------------------------------- the emulator
 
-class CosEmulator:
+class CosEmulator(Served):
     """A threaded loopback HTTP server answering like ``<bucket>.cos.<region>.myqcloud.com``.
 
     ``latency``, ``fault_rate``, ``max_skew``, ``min_part_size``, ``auto_buckets`` and
     ``require_signed_host`` are plain attributes that may be changed while running.
     ``calls`` returns a snapshot (a new list on each access).
     """
+
+    thread_name = "cos-emulator"
 
     def __init__(
         self,
@@ -516,38 +518,8 @@ class CosEmulator:
         return f"CosEmulator(url={self.url or None!r}, secret_id={self.secret_id!r}, root={str(self.root)!r})"
 
     # ----------------------------------------------------------------- lifecycle
-    def start(self) -> "CosEmulator":
-        if self._server is not None:
-            return self
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        server = _Server((self.host, self._requested_port), self, family)
-        self._server = server
-        self.port = server.server_address[1]
-        shown = f"[{self.host}]" if family == socket.AF_INET6 else self.host
-        self.endpoint = f"{shown}:{self.port}"
-        self.url = f"http://{self.endpoint}"
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="cos-emulator", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.close_open_connections()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> "CosEmulator":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+    def _new_server(self, address, family: int) -> LoopbackServer:
+        return _Server(address, self, family)
 
     # ------------------------------------------------------------------ buckets
     def add_bucket(self, name: str, path: Optional[os.PathLike | str] = None) -> Path:

@@ -49,7 +49,7 @@ import time
 import uuid
 from urllib.parse import parse_qs, urlsplit
 
-from .loopback import LoopbackServer
+from .loopback import LoopbackServer, Served
 
 __all__ = [
     "DEFAULT_SECRET_ID",
@@ -492,7 +492,7 @@ class _Download:
         self.delay = delay
 
 
-class VodEmulator:
+class VodEmulator(Served):
     """A threaded loopback HTTP server answering like ``vod.tencentcloudapi.com``.
 
     ``latency``, ``rps``, ``describe_rps``, ``fault_rate``, ``describe_fault_rate``,
@@ -502,6 +502,8 @@ class VodEmulator:
     at creation, from its TaskId and ``fault_seed``).  ``tasks`` and ``calls`` return snapshots (a new
     dict/list on each access, sharing the per-task dicts).
     """
+
+    thread_name = "vod-emulator"
 
     def __init__(
         self,
@@ -588,38 +590,8 @@ class VodEmulator:
         return f"VodEmulator(url={self.url or None!r}, secret_id={self.secret_id!r})"
 
     # ----------------------------------------------------------------- lifecycle
-    def start(self) -> VodEmulator:
-        if self._server is not None:
-            return self
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        server = _Server((self.host, self._requested_port), _Handler, self, family)
-        self._server = server
-        self.port = server.server_address[1]
-        shown = f"[{self.host}]" if family == socket.AF_INET6 else self.host
-        self.endpoint = f"{shown}:{self.port}"
-        self.url = f"http://{self.endpoint}"
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="vod-emulator", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.close_open_connections()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+    def _new_server(self, address, family: int) -> LoopbackServer:
+        return _Server(address, _Handler, self, family)
 
     def _seeded(self, stream: str) -> random.Random:
         """A random stream of its own, so one kind of call never shifts another's seeded faults."""

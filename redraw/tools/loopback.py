@@ -7,7 +7,7 @@ import http.server
 import socket
 import socketserver
 import threading
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 
 class LoopbackServer(http.server.ThreadingHTTPServer):
@@ -50,3 +50,55 @@ class LoopbackServer(http.server.ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:  # a client that went away: no traceback
         pass
+
+
+class Served:
+    """``start()`` / ``stop()`` / ``with`` for an emulator that owns one ``LoopbackServer`` on a thread.
+
+    The subclass sets ``host`` and ``_requested_port`` and builds its server in ``_new_server``;
+    ``start`` fills ``port``, ``endpoint`` (``host:port``, IPv6 in brackets) and ``url``.
+    """
+
+    thread_name = "loopback"
+    host: str
+    _requested_port: int
+    _server: Optional[LoopbackServer] = None
+    _thread: Optional[threading.Thread] = None
+    port = 0
+    endpoint = ""
+    url = ""
+
+    def _new_server(self, address: Tuple[str, int], family: int) -> LoopbackServer:
+        raise NotImplementedError
+
+    def start(self) -> Any:
+        if self._server is not None:
+            return self
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        server = self._new_server((self.host, self._requested_port), family)
+        self._server = server
+        self.port = server.server_address[1]
+        shown = f"[{self.host}]" if family == socket.AF_INET6 else self.host
+        self.endpoint = f"{shown}:{self.port}"
+        self.url = f"http://{self.endpoint}"
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=self.thread_name, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.close_open_connections()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
