@@ -508,11 +508,7 @@ class CosEmulator(Served):
         self._buckets: Dict[str, Path] = {}
         self._etag_cache: Dict[tuple, str] = {}
 
-        self._server: Optional[_Server] = None
-        self._thread: Optional[threading.Thread] = None
-        self.port = 0
-        self.url = ""
-        self.endpoint = ""
+        # the server's state (_server, _thread, port, url, endpoint): loopback.Served
 
     def __repr__(self) -> str:  # never shows the secret key
         return f"CosEmulator(url={self.url or None!r}, secret_id={self.secret_id!r}, root={str(self.root)!r})"

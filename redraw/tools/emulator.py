@@ -580,11 +580,7 @@ class VodEmulator(Served):
         self.rate_limit_hits = 0
         self.describe_limit_hits = 0
 
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
-        self.url = ""
-        self.endpoint = ""
+        # the server's state (_server, _thread, port, url, endpoint): loopback.Served
 
     def __repr__(self) -> str:  # never shows the secret key
         return f"VodEmulator(url={self.url or None!r}, secret_id={self.secret_id!r})"
