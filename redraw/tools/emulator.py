@@ -37,6 +37,7 @@ import copy
 import datetime
 import email.utils
 import hashlib
+import heapq
 import hmac
 import http.server
 import json
@@ -82,6 +83,9 @@ FAIL_ERR_CODE = 70000
 FAIL_ERR_CODE_EXT = "InternalError"
 FAIL_MESSAGE = "Internal error: the redraw failed."
 SUCCESS, FAILURE, ABORT = "success", "failure", "abort"  # a task's fate
+#: how DescribeTaskDetail's Progress behaves while a task is PROCESSING (``progress_mode``)
+PROGRESS_MODES = ("honest", "silent", "missing", "stall", "backwards", "over")
+WAIT_SHARE = 0.1  # a task waits this share of its duration before it processes (when VOD is not busy)
 SAMPLE_NAME = "redrawn-sample.mp4"
 MAX_BODY = 8 * 1024 * 1024
 
@@ -501,6 +505,17 @@ class VodEmulator(Served):
     ``task_durations`` too, for tasks created afterwards (a task's fate and duration are drawn once,
     at creation, from its TaskId and ``fault_seed``).  ``tasks`` and ``calls`` return snapshots (a new
     dict/list on each access, sharing the per-task dicts).
+
+    The status and Progress model: a task waits (WAITING) a tenth of its duration, and longer while
+    VOD is busy: with ``slots`` set, at most that many tasks process at once and the others queue, in
+    creation order (a queued task's duration is fixed when it enters the queue). It then processes
+    (PROCESSING, ``BeginProcessTime`` set) and ends (``FinishTime``). ``progress_mode`` says what
+    ``Progress`` reports meanwhile: ``honest`` (the share of processing done, plus Gaussian noise of
+    ``progress_noise`` points), ``silent`` (0 until the end), ``missing`` (no Progress field),
+    ``stall`` (stops at a point drawn per task, then jumps to 100 at the end), ``backwards`` (falls
+    back by up to 40 points in about a third of the seconds), ``over`` (over 100 while processing).
+    Noise and faults are drawn from the TaskId, the second and ``fault_seed``: the same seed, the
+    same answers.
     """
 
     thread_name = "vod-emulator"
@@ -529,6 +544,9 @@ class VodEmulator(Served):
         output_ttl: float = OUTPUT_TTL,
         output_bytes: int | None = None,
         output_fault_rate: float = 0.0,
+        slots: int | None = None,
+        progress_mode: str = "honest",
+        progress_noise: float = 0.0,
     ) -> None:
         for name, rate in (("fault_rate", fault_rate), ("failure_rate", failure_rate), ("abort_rate", abort_rate),
                            ("describe_fault_rate", describe_fault_rate), ("output_fault_rate", output_fault_rate)):
@@ -543,6 +561,10 @@ class VodEmulator(Served):
             task_durations = (low, high)
         if output_bytes is not None and output_bytes < 0:
             raise ValueError("output_bytes must be 0 or more")
+        if slots is not None and slots < 1:
+            raise ValueError("slots must be 1 or more (None: VOD is never busy)")
+        if progress_mode not in PROGRESS_MODES:
+            raise ValueError(f"progress_mode must be one of {', '.join(PROGRESS_MODES)}")
         self.secret_id = secret_id
         self._secret_key = secret_key
         self.token = token
@@ -564,6 +586,10 @@ class VodEmulator(Served):
         self.output_ttl = output_ttl
         self.output_bytes = output_bytes
         self.output_fault_rate = output_fault_rate
+        self.slots = slots
+        self.progress_mode = progress_mode
+        self.progress_noise = progress_noise
+        self._slot_free: list = []  # when each busy processing slot is free again (with ``slots``)
 
         self._lock = threading.Lock()
         self._url_key = os.urandom(32)  # signs output URLs; never leaves the process
@@ -653,6 +679,7 @@ class VodEmulator(Served):
         with self._lock:
             if session_id:
                 self._sessions[session_id] = created
+            self._enqueue(task)
             self._tasks[task["TaskId"]] = task
         return task["TaskId"]
 
@@ -720,6 +747,7 @@ class VodEmulator(Served):
             self._rng = random.Random(self.fault_seed)
             self._describe_rng = self._seeded("describe")
             self._output_rng = self._seeded("output")
+            self._slot_free = []
 
     def _count_connection(self) -> None:
         with self._lock:
@@ -989,6 +1017,7 @@ class VodEmulator(Served):
                     raise ApiError("InvalidParameterValue.SessionId",
                                    "A request with the same SessionId was made within the last three days.")
                 self._sessions[session_id] = now
+            self._enqueue(task)
             self._tasks[task_id] = task
         record["task_id"] = task_id
         return {"TaskId": task_id}
@@ -1054,13 +1083,49 @@ class VodEmulator(Served):
             duration = self.task_duration
         return max(float(duration or 0.0), 0.0)
 
+    def _enqueue(self, task: dict) -> None:
+        """Place a stored task in VOD's queue (under the lock): with ``slots``, it waits for a free slot."""
+        task["queued"] = 0.0
+        if self.slots is None:
+            return
+        duration = task["duration"] = self._duration(task)
+        ready = task["created"] + WAIT_SHARE * duration
+        free = self._slot_free
+        start = ready if len(free) < self.slots else max(ready, heapq.heappop(free))
+        heapq.heappush(free, start + (1.0 - WAIT_SHARE) * duration)
+        task["queued"] = start - ready
+
+    def _times(self, task: dict) -> tuple:
+        """(BeginProcessTime, FinishTime) of a task, as epoch seconds."""
+        duration = self._duration(task)
+        begin = task["created"] + WAIT_SHARE * duration + float(task.get("queued") or 0.0)
+        return begin, begin + (1.0 - WAIT_SHARE) * duration
+
     def _status(self, task: dict, now: float) -> str:
         """WAITING, PROCESSING, FINISH or ABORTED at time ``now``."""
-        duration = self._duration(task)
-        elapsed = now - task["created"]
-        if elapsed >= duration:
+        begin, finish = self._times(task)
+        if now >= finish:
             return "ABORTED" if task["fate"] == ABORT else "FINISH"
-        return "WAITING" if elapsed < 0.1 * duration else "PROCESSING"
+        return "WAITING" if now < begin else "PROCESSING"
+
+    def _progress(self, task: dict, now: float, begin: float, finish: float):
+        """Progress of a PROCESSING task at ``now`` as ``progress_mode`` reports it (None: no field)."""
+        mode = self.progress_mode
+        done = 100.0 * (now - begin) / max(finish - begin, 1e-9)
+        if mode == "missing":
+            return None
+        if mode == "silent":
+            return 0
+        second = random.Random(f"{self.fault_seed}:{task['TaskId']}:{int(now)}")
+        if self.progress_noise:
+            done += second.gauss(0.0, float(self.progress_noise))
+        if mode == "stall":
+            done = min(done, random.Random(f"{self.fault_seed}:{task['TaskId']}:stall").uniform(20.0, 80.0))
+        elif mode == "backwards" and second.random() < 1 / 3:
+            done -= second.uniform(0.0, 40.0)
+        elif mode == "over":
+            return 101 + max(0, int(done))
+        return max(0, min(99, int(done)))
 
     def _output_expiry(self, task: dict, finish: float) -> float:
         """Until when the output URL works: expire_output's time, else a Permanent output's requested
@@ -1077,11 +1142,8 @@ class VodEmulator(Served):
     def task_detail(self, task: dict, now: float | None = None) -> dict:
         """The DescribeTaskDetail Response (without RequestId) for a stored task at time ``now``."""
         now = time.time() if now is None else now
-        duration = self._duration(task)
         created = task["created"]
-        elapsed = now - created
-        begin = created + 0.1 * duration
-        finish = created + duration
+        begin, finish = self._times(task)
         status = self._status(task, now)
         failed = status == "FINISH" and task.get("fate") == FAILURE
         params = task["params"]
@@ -1089,7 +1151,7 @@ class VodEmulator(Served):
         if status == "FINISH":
             progress = 100
         elif status == "PROCESSING":
-            progress = max(0, min(99, int((elapsed - 0.1 * duration) / (0.9 * duration) * 100)))
+            progress = self._progress(task, now, begin, finish)
         else:
             progress = 0
         if status == "ABORTED":
@@ -1104,7 +1166,7 @@ class VodEmulator(Served):
             "ErrCode": err_code,
             "ErrCodeExt": err_code_ext,
             "Message": message,
-            "Progress": progress,
+            **({} if progress is None else {"Progress": progress}),
             "Input": {
                 "FileInfo": copy.deepcopy(params.get("FileInfo")),
                 "TaskInfo": copy.deepcopy(params.get("TaskInfo")),
@@ -1203,7 +1265,7 @@ class VodEmulator(Served):
                 task["output_size"] = self.output_bytes
             size = task["output_size"]
         content = _OutputContent(task["TaskId"], size)
-        finish = task["created"] + self._duration(task)
+        finish = self._times(task)[1]
         common = [("Accept-Ranges", "bytes"), ("ETag", content.etag),
                   ("Last-Modified", email.utils.formatdate(finish, usegmt=True))]
         wanted = _parse_range(headers.get("Range"), content.size)
@@ -1256,6 +1318,12 @@ def main(argv=None) -> int:
                         help="size of each output download (default: the few-KB sample MP4 as is)")
     parser.add_argument("--describe-rps", type=int, default=DESCRIBE_RPS,
                         help=f"DescribeTaskDetail limit per second (default {DESCRIBE_RPS}); 0 = off")
+    parser.add_argument("--slots", type=int, default=None,
+                        help="tasks VOD processes at once; the others wait in a queue (default: no queue)")
+    parser.add_argument("--progress-mode", choices=PROGRESS_MODES, default="honest",
+                        help="what Progress reports while a task processes (default honest)")
+    parser.add_argument("--progress-noise", type=float, default=0.0,
+                        help="Gaussian noise on honest Progress, in points (default 0)")
     parser.add_argument("--fault", action="append", default=[],
                         help="queue a fault for the next CreateAigcVideoRedrawTask (repeatable)")
     parser.add_argument("--fault-rate", type=float, default=0.0)
@@ -1282,6 +1350,9 @@ def main(argv=None) -> int:
             abort_rate=args.abort_rate,
             output_bytes=args.output_bytes,
             describe_rps=args.describe_rps,
+            slots=args.slots,
+            progress_mode=args.progress_mode,
+            progress_noise=args.progress_noise,
         )
         emulator.inject(*args.fault)
     except ValueError as exc:

@@ -1,0 +1,182 @@
+"""The container's book of pending tasks: what the sweep knows of each (its record, VOD's last
+observation) and when it checks it next (``schedule.next_check``).
+
+The book lives as long as the warm container, so a sweep that starts where the last one ended
+reads no record twice: a task's record is read (GET) once, when the book first meets it or when
+its LastModified shows that another instance rewrote it. A running task's record keeps VOD's last
+observation (``seen``), so a new container, or another instance, schedules it as this one would.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from . import schedule
+from .schedule import Knobs, Load, Seen
+
+#: a record rewritten by another instance shows a LastModified this much after our own write
+_WRITE_SLACK_S = 1.5
+
+
+@dataclass
+class Entry:
+    key: str
+    created: int
+    task_id: str
+    modified: float                   # LastModified in the latest listing: the last check's time
+    record: Optional[dict] = None     # None: not read yet in this container
+    seen: Optional[Seen] = None
+    written: float = 0.0              # when this container last wrote the record
+    due: float = 0.0
+    why: str = schedule.BY_AGE
+    busy: bool = False                # a check of it is running
+    ended_at: Optional[float] = None  # VOD said it ended, but it is still pending (finished elsewhere?)
+    ignored: bool = False             # its record is not redraw's: said once, then left alone
+
+
+def knobs_of(settings: Any) -> Knobs:
+    """The schedule's constants from the settings: every time derives from the shortest gap
+    (REDRAW_CHECK_MIN_GAP_S) and the longest (REDRAW_POLL_MAX_INTERVAL_S), so both scale together."""
+    gap, longest = float(settings.check_min_gap_s), float(settings.poll_max_interval_s or 300)
+    return Knobs(min_gap=gap, first_check=5 * gap, max_interval=longest, margin=gap / 4,
+                 tight_spacing=longest / 5, persist=longest / 10)
+
+
+def _number(value: Any) -> Optional[float]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _epoch(value: Any) -> Optional[float]:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def observed(response: Any, at: float) -> Tuple[str, Optional[float], Optional[float]]:
+    """(status, Progress, BeginProcessTime) of a running task's DescribeTaskDetail answer; a field
+    that is missing or of the wrong type is None (the schedule then falls back to the task's age)."""
+    detail = response.get("AigcVideoRedrawTask") if isinstance(response, dict) else None
+    detail = detail if isinstance(detail, dict) else {}
+    status = detail.get("Status") if isinstance(detail.get("Status"), str) else response.get("Status", "")
+    begin = _epoch(response.get("BeginProcessTime")) if isinstance(response, dict) else None
+    return (status if isinstance(status, str) else ""), _number(detail.get("Progress")), begin
+
+
+def seen_of(record: dict) -> Optional[Seen]:
+    """The observation a record keeps (``seen``), or None when it has none or a malformed one."""
+    raw = record.get("seen")
+    if not isinstance(raw, dict) or _number(raw.get("at")) is None:
+        return None
+    text = {k: raw.get(k) if isinstance(raw.get(k), str) else "" for k in ("status", "prev_status")}
+    return Seen(at=float(raw["at"]), status=text["status"], progress=_number(raw.get("progress")),
+                begin=_number(raw.get("begin")), prev_at=_number(raw.get("prev_at")),
+                prev_progress=_number(raw.get("prev_progress")), prev_status=text["prev_status"])
+
+
+def seen_field(seen: Seen) -> Dict[str, Any]:
+    """A record's ``seen`` field (epoch seconds, as the schedule takes them)."""
+    return {k: v for k, v in seen.__dict__.items() if v not in (None, "")}
+
+
+class Book:
+    """Pending tasks by record key; thread-safe."""
+
+    def __init__(self) -> None:
+        self.entries: Dict[str, Entry] = {}
+        self.lock = threading.Lock()
+        self._strangers: set = set()  # keys under the prefix that are not pending records
+
+    def first_sight(self, key: str) -> bool:
+        """True the first time this container lists a key that is not a pending record's."""
+        with self.lock:
+            new = key not in self._strangers
+            if len(self._strangers) < 10_000:
+                self._strangers.add(key)
+            return new
+
+    def update(self, listed: Iterable[Tuple[str, int, str, float]]) -> int:
+        """Take a fresh listing ``(key, created, TaskId, LastModified)``: new tasks are added, tasks no
+        longer listed dropped, records rewritten elsewhere read again. Returns the count listed."""
+        fresh: Dict[str, Entry] = {}
+        with self.lock:
+            for key, created, task_id, modified in listed:
+                entry = self.entries.get(key)
+                if entry is None:
+                    entry = Entry(key, created, task_id, modified)
+                elif modified > max(entry.written + _WRITE_SLACK_S, entry.modified):  # rewritten elsewhere
+                    entry.record, entry.seen, entry.modified, entry.ignored = None, None, modified, False
+                fresh[key] = entry
+            self.entries = fresh
+            return len(fresh)
+
+    def load(self, rps: float) -> Load:
+        return Load(len(self.entries), rps)
+
+    def plan(self, entry: Entry, load: Load, knobs: Knobs) -> None:
+        if entry.ended_at is not None:  # ended, not finished here: look again soon, whoever finishes it
+            entry.due, entry.why = entry.ended_at + knobs.first_check, schedule.BY_AGE
+            return
+        entry.due, entry.why = schedule.next_check(entry.created, entry.seen, load, knobs,
+                                                   last_checked=entry.modified)
+
+    def replan(self, load: Load, knobs: Knobs) -> None:
+        """Schedule every idle task again (after a listing: the load has changed)."""
+        with self.lock:
+            for entry in self.entries.values():
+                if not entry.busy:
+                    self.plan(entry, load, knobs)
+
+    def release(self, entry: Entry, load: Load, knobs: Knobs) -> None:
+        """A check of the task is over (it is still pending): schedule its next one."""
+        with self.lock:
+            self.plan(entry, load, knobs)
+            entry.busy = False
+
+    def due(self, now: float, every: bool, limit: int, exclude: Optional[set] = None) -> List[Entry]:
+        """Up to ``limit`` idle tasks due by ``now`` (all of them with ``every``; none whose key is in
+        ``exclude``), marked busy: first those
+        never read in this container (reading them costs no VOD call), then those predicted to have
+        ended, then the rest, the longest waiting first."""
+        with self.lock:
+            ready = []
+            for entry in self.entries.values():
+                if entry.busy or entry.ignored or (exclude is not None and entry.key in exclude):
+                    continue
+                if entry.record is None:
+                    ready.append((0, entry.modified, entry))
+                elif every or entry.due <= now:
+                    ready.append((1 if entry.why == schedule.PREDICTED else 2, entry.due, entry))
+            ready.sort(key=lambda item: item[:2])
+            chosen = [entry for _, _, entry in ready[:max(0, limit)]]
+            for entry in chosen:
+                entry.busy = True
+            return chosen
+
+    def next_due(self) -> Optional[float]:
+        """When the next idle task is due (0: one is unread), or None when none is waiting."""
+        with self.lock:
+            idle = [e for e in self.entries.values() if not e.busy and not e.ignored]
+        times = [e.due for e in idle if e.record is not None]
+        unread = any(e.record is None for e in idle)
+        return 0.0 if unread else (min(times) if times else None)
+
+    def drop(self, key: str) -> None:
+        with self.lock:
+            self.entries.pop(key, None)
+
+
+_BOOKS: Dict[Tuple[str, str], Book] = {}
+_BOOKS_LOCK = threading.Lock()
+
+
+def book_for(bucket: str, prefix: str) -> Book:
+    """The warm container's book of one state bucket and prefix."""
+    with _BOOKS_LOCK:
+        return _BOOKS.setdefault((bucket, prefix), Book())
