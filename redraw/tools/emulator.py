@@ -683,6 +683,14 @@ class VodEmulator(Served):
             self._tasks[task["TaskId"]] = task
         return task["TaskId"]
 
+    def model_task(self, task_id: str, created: float, duration: float) -> dict:
+        """A task of the status model, queued as a created one would be but neither stored nor answered
+        for: what a simulation passes to :meth:`state_at`."""
+        task = {"TaskId": task_id, "created": created, "duration": duration, "fate": SUCCESS}
+        with self._lock:
+            self._enqueue(task)
+        return task
+
     def age_task(self, task_id: str, seconds: float) -> None:
         """Move a task's creation (and its SessionId's use) ``seconds`` into the past."""
         with self._lock:
@@ -1139,21 +1147,27 @@ class VodEmulator(Served):
                 return requested
         return finish + float(self.output_ttl)
 
-    def task_detail(self, task: dict, now: float | None = None) -> dict:
-        """The DescribeTaskDetail Response (without RequestId) for a stored task at time ``now``."""
-        now = time.time() if now is None else now
-        created = task["created"]
+    def state_at(self, task: dict, now: float) -> tuple:
+        """(Status, Progress or None, BeginProcessTime, FinishTime) of a task at ``now`` (epoch seconds):
+        the model DescribeTaskDetail answers from, for simulations that need no server."""
         begin, finish = self._times(task)
         status = self._status(task, now)
-        failed = status == "FINISH" and task.get("fate") == FAILURE
-        params = task["params"]
-        output_config = params.get("OutputConfig") or {}
         if status == "FINISH":
             progress = 100
         elif status == "PROCESSING":
             progress = self._progress(task, now, begin, finish)
         else:
             progress = 0
+        return status, progress, begin, finish
+
+    def task_detail(self, task: dict, now: float | None = None) -> dict:
+        """The DescribeTaskDetail Response (without RequestId) for a stored task at time ``now``."""
+        now = time.time() if now is None else now
+        created = task["created"]
+        status, progress, begin, finish = self.state_at(task, now)
+        failed = status == "FINISH" and task.get("fate") == FAILURE
+        params = task["params"]
+        output_config = params.get("OutputConfig") or {}
         if status == "ABORTED":
             err_code, err_code_ext, message = ABORT_ERR_CODE, "FailedOperation.SourceFileError", ABORT_MESSAGE
         elif failed:
