@@ -9,6 +9,7 @@ observation (``seen``), so a new container, or another instance, schedules it as
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Dict, Iterable, List, Optional, Tuple
@@ -92,6 +93,7 @@ class Book:
         self.entries: Dict[str, Entry] = {}
         self.lock = threading.Lock()
         self._strangers: set = set()  # keys under the prefix that are not pending records
+        self._ended: Dict[str, float] = {}  # tasks seen ended, dropped, but maybe listed again
 
     def first_sight(self, key: str) -> bool:
         """True the first time this container lists a key that is not a pending record's."""
@@ -109,11 +111,12 @@ class Book:
             for key, created, task_id, modified in listed:
                 entry = self.entries.get(key)
                 if entry is None:
-                    entry = Entry(key, created, task_id, modified)
+                    entry = Entry(key, created, task_id, modified, ended_at=self._ended.get(key))
                 elif modified > max(entry.written + _WRITE_SLACK_S, entry.modified):  # rewritten elsewhere
                     entry.record, entry.seen, entry.modified, entry.ignored = None, None, modified, False
                 fresh[key] = entry
             self.entries = fresh
+            self._ended = {k: v for k, v in self._ended.items() if k in fresh}
             return len(fresh)
 
     def load(self, rps: float) -> Load:
@@ -167,16 +170,33 @@ class Book:
         unread = any(e.record is None for e in idle)
         return 0.0 if unread else (min(times) if times else None)
 
-    def drop(self, key: str) -> None:
+    def drop(self, key: str, ended_at: Optional[float] = None) -> None:
+        """The task is gone, or (``ended_at``) was finished: a later listing that still shows it (finished
+        elsewhere, or left for later) looks at it again only ``first_check`` after that."""
         with self.lock:
             self.entries.pop(key, None)
+            if ended_at is not None:
+                self._ended[key] = ended_at
 
 
-_BOOKS: Dict[Tuple[str, str], Book] = {}
-_BOOKS_LOCK = threading.Lock()
+class _Books:
+    """The books of the container's current Runtime (a new Runtime, new books)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.owner: Any = None
+        self.books: Dict[Tuple[str, str], Book] = {}
+
+    def get(self, rt: Any, bucket: str, prefix: str) -> Book:
+        with self.lock:
+            if self.owner is None or self.owner() is not rt:
+                self.owner, self.books = weakref.ref(rt), {}
+            return self.books.setdefault((bucket, prefix), Book())
 
 
-def book_for(bucket: str, prefix: str) -> Book:
+_BOOKS = _Books()
+
+
+def book_for(rt: Any, bucket: str, prefix: str) -> Book:
     """The warm container's book of one state bucket and prefix."""
-    with _BOOKS_LOCK:
-        return _BOOKS.setdefault((bucket, prefix), Book())
+    return _BOOKS.get(rt, bucket, prefix)

@@ -116,7 +116,7 @@ def predict_end(seen: Seen, created: float, knobs: Knobs) -> Optional[Tuple[floa
     if seen.begin is not None and created - 60.0 <= seen.begin < seen.at:
         elapsed = seen.at - seen.begin
         estimates.append((seen.begin + elapsed * 100.0 / min(100.0, p + knobs.slack),
-                          seen.begin + elapsed * 100.0 / p))
+                          seen.begin + elapsed * 100.0 / min(100.0, p + 0.5)))  # VOD's integer: p..p+1
     if steady and prev_p is not None and seen.prev_at is not None and seen.prev_at < seen.at:
         rate = (p - prev_p) / (seen.at - seen.prev_at)  # points per second between the two checks
         estimates.append((seen.at + max(0.0, 100.0 - p - knobs.slack) / rate, seen.at + (100.0 - p) / rate))

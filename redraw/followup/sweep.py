@@ -180,7 +180,7 @@ class Sweep:
         again and again until the window or the invocation's time is over, listing anew every few
         seconds; a window whose listing finds nothing pending ends at once."""
         self.started_at = time.time()
-        book = books.book_for(self.bucket, self.layout.prefix)
+        book = books.book_for(self.rt, self.bucket, self.layout.prefix)
         knobs = books.knobs_of(self.settings)
         every = self.settings.poll_max_interval_s <= 0
         window = float(self.settings.sweep_window_s)
@@ -254,15 +254,15 @@ class Sweep:
         """Check one task; afterwards the book drops it (gone, finished) or schedules its next check."""
         pending = Pending(entry.key, entry.created, entry.task_id, entry.modified)
         outcome = self.check(pending, entry, knobs, load)
-        if outcome == "gone":
-            book.drop(entry.key)
+        if outcome in ("gone", "ended"):
+            book.drop(entry.key, entry.ended_at if outcome == "ended" else None)
         else:
             book.release(entry, load, knobs)
 
     def check(self, pending: Pending, entry: Optional["books.Entry"] = None, knobs: Any = None,
               load: Any = None) -> str:
         """Check one task (its book entry holds the record once read); what became of it: ``gone`` (no
-        longer pending here), else ``kept``."""
+        longer pending), ``ended`` (finished, or left to another finisher or to later), else ``kept``."""
         if self.deadline.remaining() < 2 * MIN_ATTEMPT_TIME + self.settings.http_timeout:
             self.count("left")  # the next sweep checks it
             return "kept"
@@ -342,7 +342,7 @@ class Sweep:
             return "kept"
         entry.ended_at = time.time()
         self.finish(pending, record, ending)
-        return "kept"  # the next listing says whether its record is gone
+        return "ended"  # the next listing says whether its record is gone
 
     def _running(self, pending: Pending, entry: "books.Entry", response: Any, knobs: Any) -> None:
         """The task runs: remember what VOD said (the schedule's input). The record keeps it too, for other
