@@ -69,7 +69,10 @@ def test_tasks_scheduled_by_age_ask_for_no_more_than_the_budget(task_ages, rps, 
     assert demand <= rps * (1 + 1e-9) or not old
 
 
-def follow(created, end, progress_at, load=Load(100, 100.0), begin=None, knobs=KNOBS, limit=10_000):
+LIGHT = Load(100, 100.0)
+
+
+def follow(created, end, progress_at, load=LIGHT, begin=None, knobs=KNOBS, limit=10_000):
     """Check one task as the sweep would, with VOD answering ``progress_at(t)`` while it runs; the time
     at which its end is noticed, and the checks it took."""
     seen, last, checks = None, created, 0
