@@ -42,7 +42,7 @@ def knobs_of(settings: Any) -> Knobs:
     (REDRAW_CHECK_MIN_GAP_S) and the longest (REDRAW_POLL_MAX_INTERVAL_S), so both scale together."""
     gap, longest = float(settings.check_min_gap_s), float(settings.poll_max_interval_s or 300)
     return Knobs(min_gap=gap, first_check=5 * gap, max_interval=longest, margin=gap / 4,
-                 tight_spacing=longest / 5, persist=longest / 10)
+                 tight_spacing=longest / 5, persist=longest / 2)
 
 
 def _number(value: Any) -> Optional[float]:

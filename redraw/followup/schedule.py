@@ -41,7 +41,7 @@ class Knobs:
     guard: float = 3.0            # a prediction never waits longer than this many fallback gaps
     tight_spacing: float = 60.0   # at this spacing the predicted check moves to the central estimate
     horizon: float = 6 * 3600.0   # a prediction further away than this is not believed
-    persist: float = 30.0         # the sweep rewrites a running task's record at most this often
+    persist: float = 150.0        # a running task's record is rewritten at least this long apart (unless its status changed)
 
 
 @dataclass(frozen=True)
