@@ -8,6 +8,7 @@ observation (``seen``), so a new container, or another instance, schedules it as
 """
 from __future__ import annotations
 
+import heapq
 import threading
 import weakref
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ class Entry:
     busy: bool = False                # a check of it is running
     ended_at: Optional[float] = None  # VOD said it ended, but it is still pending (finished elsewhere?)
     ignored: bool = False             # its record is not redraw's: said once, then left alone
+    version: int = 0                  # bumped at each (re)scheduling: older heap items are stale
 
 
 def knobs_of(settings: Any) -> Knobs:
@@ -94,6 +96,9 @@ class Book:
         self.lock = threading.Lock()
         self._strangers: set = set()  # keys under the prefix that are not pending records
         self._ended: Dict[str, float] = {}  # tasks seen ended, dropped, but maybe listed again
+        # idle tasks by kind (unread, predicted, by age) and due time; stale items are skipped when met
+        self._heaps: Tuple[list, list, list] = ([], [], [])
+        self._seq = 0
 
     def first_sight(self, key: str) -> bool:
         """True the first time this container lists a key that is not a pending record's."""
@@ -103,9 +108,10 @@ class Book:
                 self._strangers.add(key)
             return new
 
-    def update(self, listed: Iterable[Tuple[str, int, str, float]]) -> int:
+    def update(self, listed: Iterable[Tuple[str, int, str, float]], load: Load, knobs: Knobs) -> int:
         """Take a fresh listing ``(key, created, TaskId, LastModified)``: new tasks are added, tasks no
-        longer listed dropped, records rewritten elsewhere read again. Returns the count listed."""
+        longer listed dropped, records rewritten elsewhere read again, and every idle task scheduled
+        again for the new load. Returns the count listed."""
         fresh: Dict[str, Entry] = {}
         with self.lock:
             for key, created, task_id, modified in listed:
@@ -117,58 +123,70 @@ class Book:
                 fresh[key] = entry
             self.entries = fresh
             self._ended = {k: v for k, v in self._ended.items() if k in fresh}
+            self._heaps = ([], [], [])
+            load = Load(len(fresh), load.rps)
+            for entry in fresh.values():
+                if not entry.busy:
+                    self._schedule(entry, load, knobs)
             return len(fresh)
 
     def load(self, rps: float) -> Load:
         return Load(len(self.entries), rps)
 
-    def plan(self, entry: Entry, load: Load, knobs: Knobs) -> None:
-        if entry.ended_at is not None:  # ended, not finished here: look again soon, whoever finishes it
-            entry.due, entry.why = entry.ended_at + knobs.first_check, schedule.BY_AGE
+    def _schedule(self, entry: Entry, load: Load, knobs: Knobs) -> None:
+        """Plan the idle task's next check and file it (under the lock)."""
+        entry.version += 1
+        if entry.ignored:
             return
-        entry.due, entry.why = schedule.next_check(entry.created, entry.seen, load, knobs,
-                                                   last_checked=entry.modified)
+        if entry.record is None:
+            kind = 0
+        elif entry.ended_at is not None:  # ended, not finished here: look again soon, whoever finishes it
+            entry.due, entry.why, kind = entry.ended_at + knobs.first_check, schedule.BY_AGE, 2
+        else:
+            entry.due, entry.why = schedule.next_check(entry.created, entry.seen, load, knobs,
+                                                       last_checked=entry.modified)
+            kind = 1 if entry.why == schedule.PREDICTED else 2
+        self._seq += 1
+        heapq.heappush(self._heaps[kind], (entry.modified if kind == 0 else entry.due, self._seq, entry.version,
+                                           entry))
 
-    def replan(self, load: Load, knobs: Knobs) -> None:
-        """Schedule every idle task again (after a listing: the load has changed)."""
-        with self.lock:
-            for entry in self.entries.values():
-                if not entry.busy:
-                    self.plan(entry, load, knobs)
+    def _live(self, item: tuple) -> bool:
+        entry = item[3]
+        return item[2] == entry.version and not entry.busy and self.entries.get(entry.key) is entry
 
     def release(self, entry: Entry, load: Load, knobs: Knobs) -> None:
         """A check of the task is over (it is still pending): schedule its next one."""
         with self.lock:
-            self.plan(entry, load, knobs)
             entry.busy = False
+            if self.entries.get(entry.key) is entry:
+                self._schedule(entry, load, knobs)
 
     def due(self, now: float, every: bool, limit: int, exclude: Optional[set] = None) -> List[Entry]:
         """Up to ``limit`` idle tasks due by ``now`` (all of them with ``every``; none whose key is in
-        ``exclude``), marked busy: first those
-        never read in this container (reading them costs no VOD call), then those predicted to have
-        ended, then the rest, the longest waiting first."""
+        ``exclude``), marked busy: first those never read in this container (reading them costs no VOD
+        call), then those predicted to have ended, then the rest, the longest waiting first."""
+        chosen: List[Entry] = []
         with self.lock:
-            ready = []
-            for entry in self.entries.values():
-                if entry.busy or entry.ignored or (exclude is not None and entry.key in exclude):
-                    continue
-                if entry.record is None:
-                    ready.append((0, entry.modified, entry))
-                elif every or entry.due <= now:
-                    ready.append((1 if entry.why == schedule.PREDICTED else 2, entry.due, entry))
-            ready.sort(key=lambda item: item[:2])
-            chosen = [entry for _, _, entry in ready[:max(0, limit)]]
-            for entry in chosen:
-                entry.busy = True
-            return chosen
+            for kind, heap in enumerate(self._heaps):
+                while heap and len(chosen) < limit and (kind == 0 or every or heap[0][0] <= now):
+                    item = heapq.heappop(heap)
+                    entry = item[3]
+                    if not self._live(item) or (exclude is not None and entry.key in exclude):
+                        continue
+                    entry.busy = True
+                    chosen.append(entry)
+        return chosen
 
     def next_due(self) -> Optional[float]:
         """When the next idle task is due (0: one is unread), or None when none is waiting."""
         with self.lock:
-            idle = [e for e in self.entries.values() if not e.busy and not e.ignored]
-        times = [e.due for e in idle if e.record is not None]
-        unread = any(e.record is None for e in idle)
-        return 0.0 if unread else (min(times) if times else None)
+            for heap in self._heaps:
+                while heap and not self._live(heap[0]):
+                    heapq.heappop(heap)
+            if self._heaps[0]:
+                return 0.0
+            tops = [heap[0][0] for heap in self._heaps[1:] if heap]
+        return min(tops) if tops else None
 
     def drop(self, key: str, ended_at: Optional[float] = None) -> None:
         """The task is gone, or (``ended_at``) was finished: a later listing that still shows it (finished

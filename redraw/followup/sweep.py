@@ -190,9 +190,8 @@ class Sweep:
         wake = threading.Event()
         running: set = set()
         visited: Optional[set] = set() if window <= 0 else None  # one pass: each task once
-        passes, listed = 1, self._list(book)
+        passes, listed = 1, self._list(book, knobs)
         load = book.load(self.settings.describe_rps)
-        book.replan(load, knobs)
         next_list = time.time() + relist
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="redraw-sweep") as pool:
             while True:
@@ -200,9 +199,8 @@ class Sweep:
                 now = time.time()
                 in_window = window > 0 and now - self.started_at < window and self.deadline.remaining() > reserve
                 if in_window and now >= next_list:
-                    listed = self._list(book, first=False)
+                    listed = self._list(book, knobs, first=False)
                     load = book.load(self.settings.describe_rps)
-                    book.replan(load, knobs)
                     next_list, passes = now + relist, passes + 1
                 chosen = book.due(now, every, 2 * workers - len(running), visited) \
                     if in_window or window <= 0 else []
@@ -226,7 +224,7 @@ class Sweep:
         self.log.info("sweep.done", outcome="done", duration_ms=ms_since(self.deadline.start), **summary)
         return summary
 
-    def _list(self, book: "books.Book", first: bool = True) -> int:
+    def _list(self, book: "books.Book", knobs: Any, first: bool = True) -> int:
         """List the pending records into the book; the count listed. A key that is not a pending
         record's is said once per container."""
         listed = []
@@ -248,7 +246,7 @@ class Sweep:
             self.log.error("sweep.failed", outcome="failed", error=exc.cos_code or exc.code, reason=exc.message,
                            duration_ms=ms_since(self.deadline.start))
             raise
-        return book.update(listed)
+        return book.update(listed, books.Load(0, self.settings.describe_rps), knobs)
 
     def _visit(self, book: "books.Book", entry: "books.Entry", knobs: Any, load: Any) -> None:
         """Check one task; afterwards the book drops it (gone, finished) or schedules its next check."""
