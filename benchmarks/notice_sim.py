@@ -12,8 +12,9 @@ says, noise by seed), created at random (Poisson) at the scenario's rate. Two sc
 - ``new``: ``redraw.followup.schedule.next_check``, the function's own code, as the sweep runs it
   with ``REDRAW_SWEEP_WINDOW_S`` 50 of every 60 s (a 10 s gap between invocations, during which
   nothing is checked); a task is known from the first listing after its creation (every 5 s);
-  checks are taken in the sweep's order (predicted to have ended first, then the longest waiting)
-  at most ``--rps`` per second (a token bucket refilled every 50 ms).
+  checks are taken in the sweep's order (predicted to have ended first, the earliest first; then
+  those due by age, the oldest task first) at most ``--rps`` per second (a token bucket refilled
+  every 50 ms, and never more than ``--rps`` in a second).
 - ``old``: ``redraw.followup.sweep.due``, the schedule before: a sweep at each minute checks, at
   ``--rps``, the tasks due by their age, the longest waiting first.
 
@@ -83,7 +84,7 @@ class Result:
     def check(self, t: float, counted: bool) -> None:
         self.checks += 1
         self.counted_checks += counted
-        self.per_second[int(t)] += 1
+        self.per_second[int(t + 1e-9)] += 1
 
 
 def run_new(sc: Scenario, seed: int, rps: float, knobs: Knobs) -> Result:
@@ -91,6 +92,7 @@ def run_new(sc: Scenario, seed: int, rps: float, knobs: Knobs) -> Result:
     res = Result()
     end = sc.horizon + sc.durations[1] * 3 + 600
     heaps: Dict[str, list] = {schedule.PREDICTED: [], schedule.BY_AGE: []}
+    ready: list = []  # due by age, by creation time
     seen: Dict[int, Optional[Seen]] = {}
     version: Dict[int, int] = {}
     known = 0            # tasks[:known] have been listed
@@ -114,13 +116,16 @@ def run_new(sc: Scenario, seed: int, rps: float, knobs: Knobs) -> Result:
                 known += 1
             next_list = t + RELIST
         if in_window:
-            tokens = min(tokens + rps * TICK, max(1.0, rps * TICK))
-            while tokens >= 1.0:
-                heap = next((h for h in (heaps[schedule.PREDICTED], heaps[schedule.BY_AGE]) if h and h[0][0] <= t),
-                            None)
+            tokens = min(tokens + rps * TICK, rps * TICK + 1.0)
+            age_heap = heaps[schedule.BY_AGE]
+            while age_heap and age_heap[0][0] <= t:  # due by age: the oldest tasks go first
+                when, _, i, ver = heapq.heappop(age_heap)
+                heapq.heappush(ready, (tasks[i]["created"], when, i, ver))
+            while tokens >= 1.0 and res.per_second[step // int(round(1 / TICK))] < rps:
+                heap = next((h for h in (heaps[schedule.PREDICTED],) if h and h[0][0] <= t), ready or None)
                 if heap is None:
                     break
-                when, _, i, ver = heapq.heappop(heap)
+                _, _, i, ver = heapq.heappop(heap)
                 if ver != version[i]:
                     continue
                 tokens -= 1.0

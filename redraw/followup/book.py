@@ -96,8 +96,11 @@ class Book:
         self.lock = threading.Lock()
         self._strangers: set = set()  # keys under the prefix that are not pending records
         self._ended: Dict[str, float] = {}  # tasks seen ended, dropped, but maybe listed again
-        # idle tasks by kind (unread, predicted, by age) and due time; stale items are skipped when met
+        # idle tasks by kind (unread, predicted, by age) and due time; stale items are skipped when met.
+        # Tasks due by age wait in _ready by creation: when more is due than the budget allows, the
+        # oldest (the likeliest to have ended) go first.
         self._heaps: Tuple[list, list, list] = ([], [], [])
+        self._ready: list = []
         self._seq = 0
 
     def first_sight(self, key: str) -> bool:
@@ -123,7 +126,7 @@ class Book:
                 fresh[key] = entry
             self.entries = fresh
             self._ended = {k: v for k, v in self._ended.items() if k in fresh}
-            self._heaps = ([], [], [])
+            self._heaps, self._ready = ([], [], []), []
             load = Load(len(fresh), load.rps)
             for entry in fresh.values():
                 if not entry.busy:
@@ -164,11 +167,16 @@ class Book:
     def due(self, now: float, every: bool, limit: int, exclude: Optional[set] = None) -> List[Entry]:
         """Up to ``limit`` idle tasks due by ``now`` (all of them with ``every``; none whose key is in
         ``exclude``), marked busy: first those never read in this container (reading them costs no VOD
-        call), then those predicted to have ended, then the rest, the longest waiting first."""
+        call), then those predicted to have ended (the earliest first), then those due by age (the
+        oldest first)."""
         chosen: List[Entry] = []
         with self.lock:
-            for kind, heap in enumerate(self._heaps):
-                while heap and len(chosen) < limit and (kind == 0 or every or heap[0][0] <= now):
+            by_age = self._heaps[2]
+            while by_age and (every or by_age[0][0] <= now):
+                _, seq, version, entry = heapq.heappop(by_age)
+                heapq.heappush(self._ready, (entry.created, seq, version, entry))
+            for kind, heap in enumerate((*self._heaps[:2], self._ready)):
+                while heap and len(chosen) < limit and (kind != 1 or every or heap[0][0] <= now):
                     item = heapq.heappop(heap)
                     entry = item[3]
                     if not self._live(item) or (exclude is not None and entry.key in exclude):
@@ -180,10 +188,10 @@ class Book:
     def next_due(self) -> Optional[float]:
         """When the next idle task is due (0: one is unread), or None when none is waiting."""
         with self.lock:
-            for heap in self._heaps:
+            for heap in (*self._heaps, self._ready):
                 while heap and not self._live(heap[0]):
                     heapq.heappop(heap)
-            if self._heaps[0]:
+            if self._heaps[0] or self._ready:
                 return 0.0
             tops = [heap[0][0] for heap in self._heaps[1:] if heap]
         return min(tops) if tops else None
