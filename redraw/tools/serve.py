@@ -947,9 +947,14 @@ def run(args: Any) -> int:
                                          suffix=suffix, own_prefixes=own)
                 except WatchError as exc:
                     raise cli.CliError(str(exc)) from None
+                from ..rules import filter_problems
+
+                mismatched = filter_problems(settings.rules, prefix, suffix)
+                lines += [f"warning: {line}" for line in mismatched[0] + mismatched[1]]
                 lines.append(f"watching {os.path.realpath(args.watch)} as bucket {args.bucket} ({args.region}), "
                              f"prefix {prefix!r} suffix {suffix!r} ({source}): a file written and closed, or "
-                             "moved in, fires cos:ObjectCreated:Put; a deleted one cos:ObjectRemove:Delete")
+                             "moved in, fires cos:ObjectCreated:Put (its metadata from FILE.meta.json, written "
+                             "first); a deleted one cos:ObjectRemove:Delete")
             if follow_up_wanted(args):
                 service.sweep_every(args.sweep_every)
             if local_cos is not None:
