@@ -336,7 +336,8 @@ def plan_record(raw: Any, settings: Settings, now: Optional[float] = None) -> co
     own = tuple(p for p in (settings.deliver_prefix,) + ruleset.deliver_prefixes if p)
     if not reason and own and upload.key.startswith(own):
         # loop-safe: an output redraw delivered (REDRAW_DELIVER_PREFIX, a rule's deliver_prefix) never becomes a new task
-        reason = "under a delivery prefix: a redrawn output delivered by redraw, not a new upload"
+        reason = ("under REDRAW_DELIVER_PREFIX (or a rule's deliver_prefix): a redrawn output delivered by redraw, "
+                  "not a new upload")
     if reason:
         outcome.reason = reason
         return core.Plan(outcome)
