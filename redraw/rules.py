@@ -42,6 +42,7 @@ _DURATION = re.compile(r"^P(?:(\d{1,5})W)?(?:(\d{1,5})D)?(?:T(?:(\d{1,6})H)?(?:(
 _MAX_DURATION_S = 100 * 366 * 86400
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _PRIORITY = re.compile(r"^[+-]?\d{1,3}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CODE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where handler.py is
 
 
@@ -196,10 +197,26 @@ class RuleSet:
     rules: Tuple[Rule, ...] = ()
     source: str = ""                 # "REDRAW_RULES", "REDRAW_RULES_FILE" or "" (none)
 
-    def match(self, key: str) -> Optional[Rule]:
+    def __post_init__(self) -> None:
+        # an index: prefix -> its rules (longest suffix first), and the prefix lengths, longest first. A key
+        # costs one dict lookup per distinct prefix length, not one comparison per rule (benchmarks/rules_bench.py)
+        by_prefix: Dict[str, List[Rule]] = {}
         for rule in self.rules:
-            if rule.matches(key):
-                return rule
+            by_prefix.setdefault(rule.prefix, []).append(rule)
+        object.__setattr__(self, "_by_prefix", {p: tuple(r) for p, r in by_prefix.items()})
+        object.__setattr__(self, "_lengths", tuple(sorted({len(p) for p in by_prefix}, reverse=True)))
+
+    def match(self, key: str) -> Optional[Rule]:
+        """The rule with the longest prefix of ``key`` (then the longest suffix it ends with), or None."""
+        size, lowered = len(key), None
+        for n in self._lengths:  # type: ignore[attr-defined]
+            group = self._by_prefix.get(key[:n]) if n <= size else None  # type: ignore[attr-defined]
+            for rule in group or ():
+                if not rule.suffix:
+                    return rule
+                lowered = key.lower() if lowered is None else lowered
+                if lowered.endswith(rule.suffix):
+                    return rule
         return None
 
     @property
@@ -388,7 +405,7 @@ def _metadata_value(header: str, value: Any, suffix: str) -> Any:
     value = value.strip()
     if not value:
         raise InvalidMetadataError(f"{header} is empty")
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+    if _CONTROL.search(value):
         raise InvalidMetadataError(f"{header} holds control characters")
     if suffix == "style":
         if len(value) > STYLE_MAX:
