@@ -9,6 +9,9 @@ In one process, with the function's own code (no VOD call: the part a rule adds 
 - ``RuleSet.match`` alone, for 0, 10, 100 and 500 (the most allowed) rules, on a key the most
   specific rule matches, a key the last rule tried matches, and a key no rule matches;
 - ``rules.applied`` (the match, the metadata headers, the media name, the settings picked);
+- what ten rules add to a container's start: ``load_settings`` (validating the rules, compiling their
+  validator) timed inside fresh processes, ten rules and none alternating (the wall-clock cold start
+  is ``followup_bench.py --only cold --cold-variants today,rules``);
 - ``cos.plan_record`` on a whole record (validation, key decoding, SessionId, the above), with
   no rules and with ten rules plus two metadata headers: the difference is what rules add per record.
 
@@ -19,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -54,6 +59,32 @@ def per_call_us(fn, n: int, reps: int) -> float:
             fn()
         samples.append((time.perf_counter() - started) / n * 1e6)
     return statistics.median(samples)
+
+
+_CONFIG_TIMER = """
+import sys, time
+t0 = time.perf_counter()
+from redraw.config import load_settings
+t1 = time.perf_counter()
+load_settings()
+t2 = time.perf_counter()
+print((t1 - t0) * 1e3, (t2 - t1) * 1e3)
+"""
+
+
+def config_cost(runs: int, ten_rules: str) -> tuple:
+    """Median ms of (import redraw.config, load_settings) in fresh processes: without rules, with ten."""
+    out: dict = {"none": [], "ten": []}
+    for _ in range(runs):
+        for name in ("none", "ten"):
+            env = {**os.environ, **ENV, "PYTHONPATH": str(ROOT)}
+            env.pop("REDRAW_RULES", None)
+            if name == "ten":
+                env["REDRAW_RULES"] = ten_rules
+            done = subprocess.run([sys.executable, "-c", _CONFIG_TIMER], env=env, capture_output=True, text=True,
+                                  check=True)
+            out[name].append(tuple(float(x) for x in done.stdout.split()))
+    return tuple(statistics.median(v[i] for v in out[name]) for name in ("none", "ten") for i in (0, 1))
 
 
 def main() -> int:
@@ -95,14 +126,23 @@ def main() -> int:
     rows.append(("cos.plan_record, whole record, no rules", base))
     rows.append(("cos.plan_record, whole record, ten rules + two metadata headers", ruled))
     added = statistics.median(b - a for a, b in pairs)  # interleaved pairs: load on the machine hits both
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from followup_bench import TEN_RULES  # the cold-start variant's rules
+
+    imp0, load0, imp10, load10 = config_cost(5 if args.quick else 30, TEN_RULES)
+    rows.append(("container start: import redraw.config, fresh process (no rules / ten rules)",
+                 f"{imp0 * 1e3:.0f} / {imp10 * 1e3:.0f}"))
+    rows.append(("container start: load_settings, fresh process (no rules / ten rules)",
+                 f"{load0 * 1e3:.0f} / {load10 * 1e3:.0f}"))
     lines = ["# Upload rules: warm-path cost per record", "",
              f"`python benchmarks/rules_bench.py` ({'quick' if args.quick else 'full'}: loops of {n} calls, median "
              f"of {reps}; Python {sys.version.split()[0]}, one core).", "",
              "| measurement | µs per call |", "|---|---|"]
-    lines += [f"| {name} | {us:.2f} |" for name, us in rows]
+    lines += [f"| {name} | {us if isinstance(us, str) else f'{us:.2f}'} |" for name, us in rows]
     verdict = "met" if added < TARGET_US else "MISSED"
     lines += ["", f"What ten rules and two metadata headers add to a record: **{added:.2f} µs** "
-                  f"(target < {TARGET_US:.0f} µs: {verdict})."]
+                  f"(target < {TARGET_US:.0f} µs: {verdict}).",
+              f"What ten rules add to a container's start (load_settings): **{load10 - load0:.2f} ms**."]
     report = "\n".join(lines)
     print(report)
     out = args.out or (None if args.quick else str(ROOT / "benchmarks" / "rules-results.md"))
