@@ -373,3 +373,13 @@ def test_serve_watch_applies_rules_and_sidecar_metadata(tmp_path):
             assert server.records("uploads/anime/a.mp4.meta.json") == []
     finally:
         vod.stop()
+
+
+def test_the_sample_event_with_metadata(invoke, emulator, env):
+    from conftest import load_event
+
+    reconfigure(env, REDRAW_RULES=json.dumps(RULES))
+    out = invoke(load_event("cos-put-meta.json"))
+    [result] = out.result["results"]
+    assert result["status"] == "submitted" and result["rule"] == "anime"
+    assert result["applied"] == {"style": "水彩", "priority": 8, "storage_mode": None, "media_name": "demo-clip.mp4"}
