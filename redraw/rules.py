@@ -130,9 +130,6 @@ class Rule:
         """How lines, records and the SessionContext name the rule: its name, else prefix*suffix."""
         return self.name or (self.prefix + ("*" + self.suffix if self.suffix else ""))
 
-    def matches(self, key: str) -> bool:
-        return key.startswith(self.prefix) and (not self.suffix or key.lower().endswith(self.suffix))
-
     def sets(self) -> List[str]:
         return [f.name for f in fields(self) if f.name not in ("prefix", "suffix", "name", "skip")
                 and getattr(self, f.name) is not None]
@@ -303,10 +300,10 @@ def load_rules(text: Optional[str], path: Optional[str], *, deliver_prefix: Opti
     try:
         rules: List[Rule] = rule_validator().validate_python(data)
     except ValidationError as exc:
-        named = {i: r.get("name") for i, r in enumerate(data) if isinstance(r, dict) and isinstance(r.get("name"), str)}
+        named = {i: str(r["name"]) for i, r in enumerate(data) if isinstance(r, dict) and isinstance(r.get("name"), str)}
         for error in exc.errors(include_url=False, include_context=False, include_input=False):
             line = _problem(source, error)
-            index = error.get("loc", (None,))[0]
+            index = (error.get("loc") or (None,))[0]
             if index in named:
                 line += f' (rule "{shown_field(named[index])}")'
             problems.append(line)
@@ -456,9 +453,9 @@ def applied(settings: Any, key: str, meta: Optional[Dict[str, Any]], now: Option
     """
     ruleset = settings.rules if isinstance(settings.rules, RuleSet) else NO_RULES
     rule = ruleset.match(key)
+    if rule is not None and rule.skip:  # no task: the metadata does not matter
+        return Applied(rule.label, skip=True)
     overrides, ignored = overrides_of(meta, settings.metadata_overrides)
-    if rule is not None and rule.skip:
-        return Applied(rule.label, skip=True, ignored_metadata=ignored)
 
     def pick(field: str, default: Any) -> Any:
         value = getattr(rule, field) if rule is not None else None

@@ -261,6 +261,14 @@ def test_other_bad_rule_settings():
     assert "REDRAW_RULES must have at most 4096 characters" in config_error(REDRAW_RULES="[" + " " * 5000 + "]")
 
 
+def test_at_most_500_rules(tmp_path):
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps([{"prefix": f"uploads/{i}/"} for i in range(501)]), encoding="utf-8")
+    assert "REDRAW_RULES_FILE must have at most 500 items" in config_error(REDRAW_RULES_FILE=str(path))
+    path.write_text(json.dumps([{"prefix": f"uploads/{i}/"} for i in range(500)]), encoding="utf-8")
+    assert len(load_settings(base_env(REDRAW_RULES_FILE=str(path))).rules.rules) == 500
+
+
 def test_a_bad_rule_stops_the_function_with_a_config_line(invoke, emulator, env):
     env.setenv("REDRAW_RULES", '[{"prefix": "uploads/", "Colour": "red"}]')
     out = invoke(cos_event(["uploads/a.mp4"]))
@@ -383,3 +391,11 @@ def test_the_sample_event_with_metadata(invoke, emulator, env):
     [result] = out.result["results"]
     assert result["status"] == "submitted" and result["rule"] == "anime"
     assert result["applied"] == {"style": "水彩", "priority": 8, "storage_mode": None, "media_name": "demo-clip.mp4"}
+
+
+def test_a_skipping_rule_wins_over_bad_metadata_and_non_videos_never_read_it(invoke, emulator, env):
+    reconfigure(env, REDRAW_RULES=json.dumps(RULES))
+    bad = {"x-cos-meta-redraw-priority": "eleven"}
+    event = {"Records": [cos_record("uploads/drafts/a.mp4", meta=bad), cos_record("uploads/notes.txt", meta=bad)]}
+    out = invoke(event)
+    assert [r["status"] for r in out.result["results"]] == ["skipped", "skipped"] and emulator.calls == []

@@ -344,7 +344,9 @@ def plan_record(raw: Any, settings: Settings, now: Optional[float] = None) -> co
     try:
         applied = rules.applied(settings, upload.key, record.cos.cosObject.meta, now)
     except InvalidMetadataError as exc:
-        return core.Plan(_failed(outcome, exc.code, exc.message).outcome, None, source)
+        failed = _failed(outcome, exc.code, exc.message)
+        failed.source = source
+        return failed
     source["rule"] = applied.rule
     if applied.ignored_metadata:
         source["metadata_ignored"] = list(applied.ignored_metadata)
