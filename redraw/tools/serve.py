@@ -941,8 +941,8 @@ def run(args: Any) -> int:
                 prefix = args.prefix if args.prefix is not None else prefix
                 suffix = args.suffix if args.suffix is not None else suffix
                 try:
-                    own = (settings.state_prefix, settings.deliver_prefix or settings.state_prefix) \
-                        if local_cos is not None else ()
+                    own = (settings.state_prefix, settings.deliver_prefix or settings.state_prefix,
+                           *settings.rules.deliver_prefixes) if local_cos is not None else ()
                     service.watch_folder(args.watch, bucket=args.bucket, region=args.region, prefix=prefix,
                                          suffix=suffix, own_prefixes=own)
                 except WatchError as exc:
