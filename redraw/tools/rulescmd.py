@@ -62,6 +62,7 @@ def _text(out: dict) -> List[str]:
 
 
 def run(args: Any) -> int:
+    from .common import EXIT_FAILED, EXIT_OK
     from .watch import trigger_filter
 
     prefix, suffix, where = trigger_filter(args.serverless)
@@ -74,7 +75,7 @@ def run(args: Any) -> int:
         print(json.dumps(out, ensure_ascii=False, indent=2), flush=True)
     else:
         print("\n".join(_text(out)), flush=True)
-    return 1 if out["errors"] else 0  # cli.EXIT_FAILED / EXIT_OK
+    return EXIT_FAILED if out["errors"] else EXIT_OK
 
 
 def parse_meta(items: Optional[List[str]]) -> Dict[str, str]:
