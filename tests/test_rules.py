@@ -399,3 +399,23 @@ def test_a_skipping_rule_wins_over_bad_metadata_and_non_videos_never_read_it(inv
     event = {"Records": [cos_record("uploads/drafts/a.mp4", meta=bad), cos_record("uploads/notes.txt", meta=bad)]}
     out = invoke(event)
     assert [r["status"] for r in out.result["results"]] == ["skipped", "skipped"] and emulator.calls == []
+
+
+def test_a_rules_delivery_prefix_and_the_final_receipt_after_the_sweep(invoke, follow, cos, emulator):
+    from test_followup import sweep, wait_ended
+
+    follow.setenv("REDRAW_DELIVER_PREFIX", "redrawn/")
+    follow.setenv("REDRAW_RULES", json.dumps(RULES + [
+        {"name": "elsewhere", "prefix": "uploads/elsewhere/", "deliver_prefix": "out/"}]))
+    out = invoke(cos_event(["uploads/elsewhere/a.mp4", "uploads/anime/b.mp4"], bucket=BUCKET))
+    assert [r["status"] for r in out.result["results"]] == ["submitted", "submitted"]
+    wait_ended(emulator)
+    lines = sweep(invoke).lines("task.finished")
+    assert sorted(line["delivered_to"] for line in lines) == [
+        f"cos://{BUCKET}/out/uploads/elsewhere/a.mp4", f"cos://{BUCKET}/redrawn/uploads/anime/b.mp4"]
+    final = json.loads(cos.read(STATE, f"redraw/uploads/{BUCKET}/uploads/anime/b.mp4.json"))
+    assert final["state"] == "succeeded" and final["rule"] == "anime"
+    assert final["applied"] == {"style": "anime", "priority": 5, "storage_mode": None, "media_name": "b.mp4"}
+    # the delivered object fires the trigger again: under the rule's delivery prefix, it starts nothing
+    again = invoke(cos_event(["out/uploads/elsewhere/a.mp4"], bucket=BUCKET))
+    assert again.result["results"][0]["status"] == "skipped" and emulator.task_count == 2
