@@ -25,7 +25,7 @@ from pydantic_core import SchemaValidator, ValidationError
 from pydantic_core import core_schema as cs
 
 from .errors import ConfigError
-from .rules import DEFAULT_OVERRIDES, NO_RULES, load_rules, overrides_setting, template
+from .rules import DEFAULT_OVERRIDES, NO_RULES, RuleSet, Template, load_rules, overrides_setting, template
 from .validation import dataclass_schema, validator
 
 DEFAULT_ENDPOINT = "vod.intl.tencentcloudapi.com"
@@ -202,11 +202,13 @@ class Settings:
                                   _range(0, _MAX_INT64), None, shown="(empty)")
     tasks_priority: Optional[int] = var("REDRAW_TASKS_PRIORITY", "TasksPriority used when a request gives none, -10..10",
                                         _range(-10, 10), None, shown="(empty: 0)")
-    media_name: Any = var("REDRAW_MEDIA_NAME", "OutputConfig.MediaName of an upload's task: a template over its key "
+    media_name: Template = var("REDRAW_MEDIA_NAME", "OutputConfig.MediaName of an upload's task: a template over its key "
                           "({name}, {stem}, {ext}, {folder}, {key}), cut to 64 characters; set but empty: none",
                           _after(cs.str_schema(max_length=1024), template), template("{name}"), shown="{name}",
                           blank=True)
-    rules: Any = var("REDRAW_RULES", "per-prefix rules for uploads, a JSON list (docs/rules.md); the longest "
+    # Validated as text here; load_settings then puts the RuleSet in its place (rules.load_rules: its errors
+    # name each rule and field, which a schema on the variable could not).
+    rules: RuleSet = var("REDRAW_RULES", "per-prefix rules for uploads, a JSON list (docs/rules.md); the longest "
                      "matching prefix wins", cs.str_schema(max_length=4096), NO_RULES, shown="(empty: none)")
     rules_file: Optional[str] = var("REDRAW_RULES_FILE", "the rules as a JSON file instead (a relative path is read "
                                     "beside handler.py)", cs.str_schema(max_length=1024), None, shown="(empty)")
