@@ -236,6 +236,14 @@ def test_every_documented_redraw_command_exists_and_every_command_is_documented(
     table = page("cli.md").split("## Commands")[1].split("\n## ")[0]
     for command in commands:
         assert f"| `redraw {command}" in table, command
+    # each option a command's row (or the `redraw serve` section) names is one of that command's options
+    options = {name: {o for action in sub.choices[name]._actions for o in action.option_strings} for name in commands}
+    rows = re.findall(r"^\| `redraw ([a-z-]+)[^|]*\|(.*)$", table, re.M)
+    rows.append(("serve", page("cli.md").split("## `redraw serve`")[1].split("\n### ")[0]))
+    for command, text in rows:
+        text = re.sub(r"`redraw [^`]*`", "", text)  # another command's line quoted in the row
+        named = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", text))
+        assert named and named <= options[command], (command, named - options[command])
 
 
 def test_figures_quote_the_benchmark_runs_on_file():
