@@ -260,3 +260,10 @@ def test_figures_quote_the_benchmark_runs_on_file():
             assert day in text, f"a section of docs/{doc} quotes benchmarks/{name}, whose run is of {day}"
             quoted += 1
     assert quoted >= 6  # results, soak, serve, follow-up, follow-up soak, scale
+
+
+def test_every_documented_variable_exists():
+    """A REDRAW_* or VOD_* name anywhere in the README or the pages is a setting of redraw.config."""
+    named = set(re.findall(r"\b((?:REDRAW|VOD)_[A-Z0-9_]+)\b", ALL_DOCS))
+    assert {"VOD_SUB_APP_ID", "REDRAW_FOLLOW_UP"} <= named
+    assert named <= set(VARIABLES), named - set(VARIABLES)
