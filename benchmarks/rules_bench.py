@@ -135,8 +135,9 @@ def main() -> int:
     rows.append(("container start: load_settings, fresh process (no rules / ten rules)",
                  f"{load0 * 1e3:.0f} / {load10 * 1e3:.0f}"))
     lines = ["# Upload rules: warm-path cost per record", "",
-             f"`python benchmarks/rules_bench.py` ({'quick' if args.quick else 'full'}: loops of {n} calls, median "
-             f"of {reps}; Python {sys.version.split()[0]}, one core).", "",
+             f"- date: {time.strftime('%a %b %d %H:%M:%S UTC %Y', time.gmtime())}",
+             f"- run: `python benchmarks/rules_bench.py` ({'quick' if args.quick else 'full'}: loops of {n} calls, "
+             f"median of {reps}; Python {sys.version.split()[0]}, {os.cpu_count()} cores)", "",
              "| measurement | µs per call |", "|---|---|"]
     lines += [f"| {name} | {us if isinstance(us, str) else f'{us:.2f}'} |" for name, us in rows]
     verdict = "met" if added < TARGET_US else "MISSED"
