@@ -50,6 +50,8 @@ import uuid
 from urllib.parse import parse_qs, urlsplit
 
 from .loopback import LoopbackServer, Served
+from .vod_input import InputRoutes
+from .vod_processing import FileContent, Job, Processing
 
 __all__ = [
     "DEFAULT_SECRET_ID",
@@ -306,6 +308,12 @@ class _OutputContent:
             pos += n
 
 
+def _working(task: dict) -> bool:
+    """Whether the task's input is still being fetched or its output made."""
+    work = task.get("work")
+    return work is not None and work.pending
+
+
 def _parse_range(value: str | None, size: int):
     """(start, stop) of a single ``bytes=`` range; None to send everything; "unsatisfiable" for 416."""
     if not value:
@@ -529,6 +537,9 @@ class VodEmulator(Served):
         output_ttl: float = OUTPUT_TTL,
         output_bytes: int | None = None,
         output_fault_rate: float = 0.0,
+        fetch_inputs: str = "local",
+        input_routes: InputRoutes | None = None,
+        ffmpeg: str | None = None,
     ) -> None:
         for name, rate in (("fault_rate", fault_rate), ("failure_rate", failure_rate), ("abort_rate", abort_rate),
                            ("describe_fault_rate", describe_fault_rate), ("output_fault_rate", output_fault_rate)):
@@ -564,6 +575,9 @@ class VodEmulator(Served):
         self.output_ttl = output_ttl
         self.output_bytes = output_bytes
         self.output_fault_rate = output_fault_rate
+        #: fetches each task's input and makes its output (vod_processing); ``input_routes`` says which
+        #: URL hosts local servers answer for (``emu.input_routes.add_cos(cos_emulator)``)
+        self.processing = Processing(fetch_inputs, input_routes, ffmpeg)
 
         self._lock = threading.Lock()
         self._url_key = os.urandom(32)  # signs output URLs; never leaves the process
@@ -586,6 +600,14 @@ class VodEmulator(Served):
         return f"VodEmulator(url={self.url or None!r}, secret_id={self.secret_id!r})"
 
     # ----------------------------------------------------------------- lifecycle
+    def stop(self) -> None:
+        super().stop()
+        self.processing.close()  # waits for running work, removes the made outputs
+
+    @property
+    def input_routes(self) -> InputRoutes:
+        return self.processing.routes
+
     def _new_server(self, address, family: int) -> LoopbackServer:
         return _Server(address, _Handler, self, family)
 
@@ -650,10 +672,12 @@ class VodEmulator(Served):
             params["SessionContext"] = session_context
         created = time.time() - age
         task = self._new_task(params, str(uuid.uuid4()), created)
+        task["work"] = Job()
         with self._lock:
             if session_id:
                 self._sessions[session_id] = created
             self._tasks[task["TaskId"]] = task
+        self._begin_work(task)
         return task["TaskId"]
 
     def age_task(self, task_id: str, seconds: float) -> None:
@@ -979,6 +1003,7 @@ class VodEmulator(Served):
 
         now = time.time()
         task = self._new_task(params, request_id, now)
+        task["work"] = Job()  # fetching the input starts once the task is stored (VOD answers first)
         task_id = task["TaskId"]
         with self._lock:
             if session_id:
@@ -990,8 +1015,22 @@ class VodEmulator(Served):
                                    "A request with the same SessionId was made within the last three days.")
                 self._sessions[session_id] = now
             self._tasks[task_id] = task
+        self._begin_work(task)
         record["task_id"] = task_id
         return {"TaskId": task_id}
+
+    def _begin_work(self, task: dict) -> None:
+        """Fetch the task's input (and make its output) in the background; an input that cannot be read
+        ends the task FINISH with ErrCode 60000, as VOD ends a failed one."""
+        file_info = task["params"]["FileInfo"]
+        url = file_info.get("Url") if file_info.get("Type") == "Url" else None
+
+        def failed(job: Job) -> None:
+            with self._lock:
+                task["fate"] = FAILURE
+                task["error"] = job.error
+
+        self.processing.start(task["work"], task["TaskId"], url, failed)
 
     def _new_task(self, params: dict, request_id: str, created: float) -> dict:
         """A task record; its fate and duration are drawn here, once, from its TaskId and ``fault_seed``."""
@@ -1059,6 +1098,8 @@ class VodEmulator(Served):
         duration = self._duration(task)
         elapsed = now - task["created"]
         if elapsed >= duration:
+            if _working(task):  # VOD ends a task only once its input is read and its output made
+                return "PROCESSING"
             return "ABORTED" if task["fate"] == ABORT else "FINISH"
         return "WAITING" if elapsed < 0.1 * duration else "PROCESSING"
 
@@ -1095,7 +1136,7 @@ class VodEmulator(Served):
         if status == "ABORTED":
             err_code, err_code_ext, message = ABORT_ERR_CODE, "FailedOperation.SourceFileError", ABORT_MESSAGE
         elif failed:
-            err_code, err_code_ext, message = FAIL_ERR_CODE, FAIL_ERR_CODE_EXT, FAIL_MESSAGE
+            err_code, err_code_ext, message = task.get("error") or (FAIL_ERR_CODE, FAIL_ERR_CODE_EXT, FAIL_MESSAGE)
         else:
             err_code, err_code_ext, message = 0, "", "SUCCESS" if status == "FINISH" else ""
         redraw = {
@@ -1144,6 +1185,15 @@ class VodEmulator(Served):
     def _count_sent(self, record: dict, sent: int) -> None:
         with self._lock:
             record["bytes"] += sent
+
+    def _content(self, task: dict, size: int | None):
+        """What a download of the task's output serves: the output made from its input when there is one
+        (and no ``output_bytes`` size is asked), else the sample clip (with filler up to ``size``)."""
+        work = task.get("work")
+        made = work.output if work is not None and size is None else None
+        if made is not None and made.is_file():
+            return FileContent(made)
+        return _OutputContent(task["TaskId"], size)
 
     def _output(self, method: str, raw_path: str, headers) -> _Download:
         """Check an output URL (signature, expiry, task), apply a queued or random fault, plan the answer."""
@@ -1202,7 +1252,7 @@ class VodEmulator(Served):
             if task["output_size"] is None:
                 task["output_size"] = self.output_bytes
             size = task["output_size"]
-        content = _OutputContent(task["TaskId"], size)
+        content = self._content(task, size)
         finish = task["created"] + self._duration(task)
         common = [("Accept-Ranges", "bytes"), ("ETag", content.etag),
                   ("Last-Modified", email.utils.formatdate(finish, usegmt=True))]

@@ -831,7 +831,9 @@ def local_follow_up(args: Any, updates: Dict[str, Optional[str]]) -> Tuple[Any, 
         os.makedirs(state_dir, exist_ok=True)
         cos.add_bucket(state, state_dir)
     cos.start()
-    return cos, {"REDRAW_FOLLOW_UP": "true", "REDRAW_STATE_BUCKET": state, "REDRAW_STATE_REGION": args.region,
+    # the folder is a private bucket, as COS buckets are by default: VOD reads uploads through presigned URLs
+    return cos, {"REDRAW_PRESIGN_URLS": os.environ.get("REDRAW_PRESIGN_URLS") or "true",
+                 "REDRAW_FOLLOW_UP": "true", "REDRAW_STATE_BUCKET": state, "REDRAW_STATE_REGION": args.region,
                  "TENCENTCLOUD_REGION": args.region, "REDRAW_COS_ENDPOINT": cos.url,
                  "REDRAW_POLL_MAX_INTERVAL_S": os.environ.get("REDRAW_POLL_MAX_INTERVAL_S") or "0",
                  "REDRAW_DELIVER_PREFIX": os.environ.get("REDRAW_DELIVER_PREFIX") or "redrawn/"}, state_dir
@@ -915,10 +917,14 @@ def run(args: Any) -> int:
         for number in (signal.SIGINT, signal.SIGTERM):
             previous[number] = signal.signal(number, stop_on_signal)
     try:
-        with cli.vod_target(args, embedded_ok=True, quiet=True) as updates:
+        from .vod_input import InputRoutes
+
+        routes = InputRoutes()  # the embedded VOD emulator fetches inputs of the local bucket from its COS
+        with cli.vod_target(args, embedded_ok=True, quiet=True, emulator_options={"input_routes": routes}) as updates:
             local_cos, state_dir = None, ""
             if follow_up_wanted(args) and args.watch is not None:
                 local_cos, follow, state_dir = local_follow_up(args, updates)
+                routes.add_cos(local_cos)
                 service._stoppers.insert(0, local_cos.stop)  # stopped last: sweeps in flight still reach it
                 updates = {**updates, **follow}
             settings = cli._settings(updates)   # a configuration error: exit 2 now, not a 500 per request
