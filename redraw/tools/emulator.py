@@ -18,11 +18,18 @@ Tasks end FINISH with an output, FINISH with ErrCode 70000 (a failed redraw: a
 source containing "fail", or ``failure_rate``), or ABORTED (a source containing
 "abort", or ``abort_rate``); tasks older than 3 days are unknown, as on VOD.
 
+Each task reads its input as VOD does, once created (``vod_processing``): ``FileInfo.Url`` is
+fetched when it maps to a local COS emulator (``input_routes``; presigned signatures checked
+there) or names a loopback host (``fetch_inputs="local"``, the default; ``"all"``, ``"off"``).
+An input that cannot be read ends the task FINISH with ErrCode 60000 and ErrCodeExt
+``SourceFileError.DownloadNotAccessible``; a task stays PROCESSING until its input is read.
+
 A succeeded task's ``FileUrl`` points back at this server,
 ``{url}/aigc/{TaskId}.mp4?t=<hex unix expiry>&sign=<hex HMAC-SHA256>``, and a
-plain ``GET`` of it returns a small real MP4 (``data/redrawn-sample.mp4``), or
-that MP4 followed by generated filler up to ``output_bytes``, streamed (Range,
-ETag and Content-Length included); a bad signature or a past ``t`` is 403.
+plain ``GET`` of it returns the input redrawn by ffmpeg (``redraw_output``: filtered, labelled,
+H.264 + faststart) when the input was read and ffmpeg is there, else a small real MP4
+(``data/redrawn-sample.mp4``), or that MP4 followed by generated filler up to ``output_bytes``,
+streamed (Range, ETag and Content-Length included); a bad signature or a past ``t`` is 403.
 
 Faults (error codes, HTTP 5xx, dropped connections, slow, malformed or empty
 answers) can be queued per action with :meth:`VodEmulator.inject` or drawn at
@@ -50,7 +57,7 @@ import uuid
 from urllib.parse import parse_qs, urlsplit
 
 from .loopback import LoopbackServer, Served
-from .vod_input import InputRoutes
+from .vod_input import FETCH_MODES, InputRoutes
 from .vod_processing import FileContent, Job, Processing
 
 __all__ = [
@@ -1311,6 +1318,7 @@ def main(argv=None) -> int:
     parser.add_argument("--fault-rate", type=float, default=0.0)
     parser.add_argument("--fault-seed", type=int, default=None)
     parser.add_argument("--max-skew", type=float, default=300)
+    add_input_arguments(parser)
     args = parser.parse_args(argv)
 
     try:
@@ -1332,11 +1340,30 @@ def main(argv=None) -> int:
             abort_rate=args.abort_rate,
             output_bytes=args.output_bytes,
             describe_rps=args.describe_rps,
+            **input_options(args),
         )
         emulator.inject(*args.fault)
     except ValueError as exc:
         parser.error(str(exc))
     return serve(emulator, lambda emu: f"VOD emulator listening on {emu.url} (secret id {emu.secret_id})")
+
+
+def add_input_arguments(parser) -> None:
+    """The command-line flags for how tasks read their inputs (``--fetch-inputs``, ``--cos-endpoint``)."""
+    parser.add_argument("--fetch-inputs", choices=FETCH_MODES, default="local",
+                        help="local (default): read FileInfo.Url when a local COS emulator serves its bucket or it "
+                             "names a loopback host, take other hosts as read; all: read every URL; off: read none")
+    parser.add_argument("--cos-endpoint", action="append", default=[], metavar="URL",
+                        help="a COS emulator (http://127.0.0.1:9100) that serves the buckets of input URLs "
+                             "(repeatable)")
+
+
+def input_options(args) -> dict:
+    """VodEmulator keyword arguments from ``add_input_arguments``'s flags; ValueError for a bad endpoint."""
+    routes = InputRoutes()
+    for url in args.cos_endpoint:
+        routes.add_cos_endpoint(url)
+    return {"fetch_inputs": args.fetch_inputs, "input_routes": routes}
 
 
 def serve(emulator: "VodEmulator", banner) -> int:

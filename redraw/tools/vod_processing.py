@@ -84,7 +84,7 @@ class Processing:
             job.finished.set()
             return job
         with self._lock:
-            if self._pool is None:
+            if self._pool is None or self._folder is None:
                 self._folder = Path(tempfile.mkdtemp(prefix="vod-emulator-"))
                 self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="vod-emulator-work")
                 self._closing = threading.Event()
@@ -116,12 +116,9 @@ class Processing:
             except MediaError as exc:
                 job.note = f"input fetched, but not redrawn ({exc}): the output is the sample clip"
         except FetchFailed as exc:
-            job.error = (INPUT_ERR_CODE, INPUT_ERR_CODE_EXT, f"The source file could not be downloaded: {exc}.")
-            on_failure(job)
+            self._fail(job, on_failure, f"The source file could not be downloaded: {exc}.")
         except Exception as exc:  # noqa: BLE001 - a bug here must still end the task, not hang it
-            job.error = (INPUT_ERR_CODE, INPUT_ERR_CODE_EXT,
-                         f"The source file could not be read ({type(exc).__name__}).")
-            on_failure(job)
+            self._fail(job, on_failure, f"The source file could not be read ({type(exc).__name__}).")
         finally:
             source.unlink(missing_ok=True)
             job.finished.set()
