@@ -21,7 +21,7 @@ from .config import load_settings
 import structlog
 
 from . import logs, sources
-from .core import Runtime, ms_since
+from .runtime import Runtime, ms_since
 from .errors import ConfigError, InvalidEventError, RedrawError, UnexpectedError, UnsupportedTriggerError
 from .pacing import pacer_for
 from .retries import Deadline

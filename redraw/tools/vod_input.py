@@ -13,7 +13,6 @@ host, and takes any other host as read (the sample stands in for it: there is no
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import re
 import socket
 import threading
@@ -21,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
 from urllib.parse import quote, urlsplit
+
+from .common import is_loopback
 
 __all__ = ["FETCH_MODES", "MAX_INPUT_BYTES", "FetchFailed", "InputRoutes", "Target", "fetch_input"]
 
@@ -89,15 +90,6 @@ class InputRoutes:
         return None
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _request_target(path: str, query: str) -> str:
     """The path and query as a client sends them: characters outside ASCII (or spaces) percent-encoded
     as UTF-8, as browsers and ``requests`` do; escapes already there are kept as they are."""
@@ -126,7 +118,7 @@ def resolve(url: str, mode: str, routes: InputRoutes) -> Optional[Target]:
         address = routes.cos_address(cos.group(1))
         if address is not None:  # the local COS serves plain HTTP; the URL's Host header is kept
             return Target(address, False, header, target, f"the local COS ({cos.group(1)})")
-    if _is_loopback(host) or mode == "all":
+    if is_loopback(f"[{host}]" if ":" in host else host) or mode == "all":
         return Target((host, port or (443 if tls else 80)), tls, header, target, host)
     return None
 
