@@ -914,6 +914,7 @@ def run(args: Any) -> int:
         for number in (signal.SIGINT, signal.SIGTERM):
             previous[number] = signal.signal(number, stop_on_signal)
     try:
+        from .redraw_output import find_ffmpeg
         from .vod_input import InputRoutes
 
         routes = InputRoutes()  # the embedded VOD emulator fetches inputs of the local bucket from its COS
@@ -961,6 +962,11 @@ def run(args: Any) -> int:
                              f"{args.bucket}; records and receipts go to {os.path.join(state_dir, settings.state_prefix)}, "
                              f"redrawn videos to {os.path.join(folder, settings.deliver_prefix or '')}; "
                              f"the timer trigger sweeps every {args.sweep_every:g} s")
+                if embedded:
+                    lines.append("the VOD emulator reads each upload from the local COS as VOD does (presigned URLs: "
+                                 f"REDRAW_PRESIGN_URLS={updates.get('REDRAW_PRESIGN_URLS')}) and redraws it"
+                                 + (" with ffmpeg" if find_ffmpeg() else "; no ffmpeg here, so every output is the "
+                                    "sample clip (pip install imageio-ffmpeg)"))
             elif follow_up_wanted(args):
                 lines.append(f"follow-up on (REDRAW_COS_ENDPOINT): the timer trigger sweeps every {args.sweep_every:g} s")
             # everything is ready when the first line appears: it says where, and how to try it
