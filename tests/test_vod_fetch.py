@@ -222,13 +222,15 @@ def test_which_urls_are_fetched_in_each_mode(cos):
     assert resolve(f"https://{HOST}/a.mp4", "off", routes) is None
     with pytest.raises(ValueError):
         VodEmulator(fetch_inputs="sometimes")
+    with pytest.raises(ValueError):
+        VodEmulator().fetch_inputs = "sometimes"
 
 
-def test_off_fetches_nothing_and_serves_the_sample(cos):
-    with VodEmulator(task_duration=0.05, fetch_inputs="off", input_routes=InputRoutes().add_cos(cos)) as vod:
-        detail = ended(vod, create(vod, presign("uploads/not-there.mp4")))
-        assert detail["AigcVideoRedrawTask"]["ErrCode"] == 0
-        assert get(detail["AigcVideoRedrawTask"]["Output"]["FileInfo"]["FileUrl"])[2] == sample_mp4()
+def test_off_fetches_nothing_and_serves_the_sample(vod, cos):
+    vod.fetch_inputs = "off"
+    detail = ended(vod, create(vod, presign("uploads/not-there.mp4")))
+    assert detail["AigcVideoRedrawTask"]["ErrCode"] == 0
+    assert get(detail["AigcVideoRedrawTask"]["Output"]["FileInfo"]["FileUrl"])[2] == sample_mp4()
     assert not gets(cos, "uploads/not-there.mp4")
 
 

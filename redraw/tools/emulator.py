@@ -615,6 +615,17 @@ class VodEmulator(Served):
     def input_routes(self) -> InputRoutes:
         return self.processing.routes
 
+    @property
+    def fetch_inputs(self) -> str:
+        """local, all or off (vod_input); may be changed while running, for tasks created afterwards."""
+        return self.processing.mode
+
+    @fetch_inputs.setter
+    def fetch_inputs(self, mode: str) -> None:
+        if mode not in FETCH_MODES:
+            raise ValueError(f"fetch_inputs must be one of {', '.join(FETCH_MODES)}")
+        self.processing.mode = mode
+
     def _new_server(self, address, family: int) -> LoopbackServer:
         return _Server(address, _Handler, self, family)
 
