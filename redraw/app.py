@@ -120,7 +120,7 @@ def handle(event: Any, context: Any) -> Any:
         rt = runtime()
     except ConfigError as exc:
         log.error("config.invalid", outcome="failed", error=exc.code, reason=exc.message,
-                  fix="set the function's environment variables (see README, Configuration)")
+                  fix="set the function's environment variables (see docs/configuration.md)")
         if trigger in sources.HTTP_TRIGGERS:
             from .sources import http
             return http.error_response(exc, trigger=trigger)

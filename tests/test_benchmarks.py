@@ -1,4 +1,4 @@
-"""The benchmarks run (at tiny sizes); their figures live in the README, not in assertions here."""
+"""The benchmarks run (at tiny sizes); their figures live in docs/performance.md and docs/scale-out.md, not in assertions here."""
 from __future__ import annotations
 
 import os
