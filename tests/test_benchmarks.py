@@ -90,3 +90,14 @@ def test_rules_benchmark_quick_run():
     for row in ("RuleSet.match, 500 rules, key: no rule", "cos.plan_record, whole record, ten rules",
                 "What ten rules add to a container's start"):
         assert row in out.stdout, row
+
+
+def test_redraw_output_benchmark_smoke_run():
+    """The emulator's ffmpeg output at a tiny size, alone and end to end through a presigned COS URL."""
+    from media import ffmpeg_or_skip
+
+    ffmpeg_or_skip()
+    out = subprocess.run([sys.executable, "benchmarks/redraw_output_bench.py", "--smoke"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "| 2 s 320x240 |" in out.stdout

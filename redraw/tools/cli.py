@@ -229,10 +229,14 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     if args.failure_rate + args.abort_rate > 1.0:
         raise CliError("--failure-rate and --abort-rate must add up to 1 or less")
     key = os.environ.get("VOD_EMULATOR_SECRET_KEY")   # a key of your own, never printed
+    try:
+        inputs = emulator.input_options(args)
+    except ValueError as exc:
+        raise CliError(f"--cos-endpoint: {exc}") from None
     emu = emulator.VodEmulator(secret_key=key or emulator.DEFAULT_SECRET_KEY, host=args.host, port=args.port,
                                rps=args.rps, latency=args.latency, task_duration=args.task_duration,
                                fault_rate=args.fault_rate, failure_rate=args.failure_rate,
-                               abort_rate=args.abort_rate)
+                               abort_rate=args.abort_rate, **inputs)
     emu.inject(*args.fault)   # ValueError (one line) for an unknown fault
     key_hint = ('"$VOD_EMULATOR_SECRET_KEY"' if key else
                 f"{emulator.DEFAULT_SECRET_KEY} (the emulator's fixed public test key, not a secret)")
@@ -582,6 +586,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of tasks that end FINISH with ErrCode 70000 and no output (default %(default)s)")
     p.add_argument("--abort-rate", type=float, default=0.0,
                    help="share of tasks that end ABORTED (default %(default)s)")
+    from .emulator import add_input_arguments
+
+    add_input_arguments(p)
     p.set_defaults(func=cmd_emulator)
 
     p = sub.add_parser(

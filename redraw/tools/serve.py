@@ -830,7 +830,9 @@ def local_follow_up(args: Any, updates: Dict[str, Optional[str]]) -> Tuple[Any, 
         os.makedirs(state_dir, exist_ok=True)
         cos.add_bucket(state, state_dir)
     cos.start()
-    return cos, {"REDRAW_FOLLOW_UP": "true", "REDRAW_STATE_BUCKET": state, "REDRAW_STATE_REGION": args.region,
+    # the folder is a private bucket, as COS buckets are by default: VOD reads uploads through presigned URLs
+    return cos, {"REDRAW_PRESIGN_URLS": os.environ.get("REDRAW_PRESIGN_URLS") or "true",
+                 "REDRAW_FOLLOW_UP": "true", "REDRAW_STATE_BUCKET": state, "REDRAW_STATE_REGION": args.region,
                  "TENCENTCLOUD_REGION": args.region, "REDRAW_COS_ENDPOINT": cos.url,
                  "REDRAW_POLL_MAX_INTERVAL_S": os.environ.get("REDRAW_POLL_MAX_INTERVAL_S") or "0",
                  "REDRAW_DELIVER_PREFIX": os.environ.get("REDRAW_DELIVER_PREFIX") or "redrawn/"}, state_dir
@@ -912,10 +914,15 @@ def run(args: Any) -> int:
         for number in (signal.SIGINT, signal.SIGTERM):
             previous[number] = signal.signal(number, stop_on_signal)
     try:
-        with common.vod_target(args, embedded_ok=True, quiet=True) as updates:
+        from .redraw_output import find_ffmpeg
+        from .vod_input import InputRoutes
+
+        routes = InputRoutes()  # the embedded VOD emulator fetches inputs of the local bucket from its COS
+        with common.vod_target(args, embedded_ok=True, quiet=True, emulator_options={"input_routes": routes}) as updates:
             local_cos, state_dir = None, ""
             if follow_up_wanted(args) and args.watch is not None:
                 local_cos, follow, state_dir = local_follow_up(args, updates)
+                routes.add_cos(local_cos)
                 service._stoppers.insert(0, local_cos.stop)  # stopped last: sweeps in flight still reach it
                 updates = {**updates, **follow}
             settings = common.load_settings_from(updates)   # a configuration error: exit 2 now, not a 500 per request
@@ -960,6 +967,11 @@ def run(args: Any) -> int:
                              f"{args.bucket}; records and receipts go to {os.path.join(state_dir, settings.state_prefix)}, "
                              f"redrawn videos to {os.path.join(folder, settings.deliver_prefix or '')}; "
                              f"the timer trigger sweeps every {args.sweep_every:g} s")
+                if embedded:
+                    lines.append("the VOD emulator reads each upload from the local COS as VOD does (presigned URLs: "
+                                 f"REDRAW_PRESIGN_URLS={updates.get('REDRAW_PRESIGN_URLS')}) and redraws it"
+                                 + (" with ffmpeg" if find_ffmpeg() else "; no ffmpeg here, so every output is the "
+                                    "sample clip (pip install imageio-ffmpeg)"))
             elif follow_up_wanted(args):
                 lines.append(f"follow-up on (REDRAW_COS_ENDPOINT): the timer trigger sweeps every {args.sweep_every:g} s")
             # everything is ready when the first line appears: it says where, and how to try it
