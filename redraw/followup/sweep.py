@@ -34,15 +34,14 @@ from datetime import datetime
 from typing import Any, Dict, Optional, Tuple
 
 from .. import policy, tasks
-from . import book as books
-from . import schedule
-from .schedule import Seen
-from ..core import Runtime, ms_since
 from ..errors import RedrawError, StorageError, UpstreamError
 from ..pacing import pacer_for
 from ..retries import MIN_ATTEMPT_TIME, Deadline, call_with_retries
+from ..runtime import Runtime, ms_since
 from ..vod import DESCRIBE_ACTION
-from . import records, store_for
+from . import book as books
+from . import records, schedule, store_for
+from .schedule import Seen
 from .delivery import DeliveryDeferred, OutputUnavailable, deliver
 
 #: A task VOD does not know is declared lost only this long after its creation (VOD may not
