@@ -103,8 +103,8 @@ def test_honest_progress_is_noticed_just_after_the_end(duration, wait_share, loa
 
     noticed, checks = follow(created, end, progress, load=load, begin=begin)
     assert noticed - end <= schedule.min_gap(load, KNOBS) + KNOBS.margin + 1e-6, (noticed - end, checks)
-    if load.in_flight == 6000:
-        assert checks <= 8, checks
+    if load.in_flight == 6000:  # at most ~4 by age while it waits (up to half its length), ~6 processing
+        assert checks <= 10, checks
 
 
 faults = st.sampled_from(["silent", "stall", "jump", "backwards", "missing", "over", "noise"])

@@ -97,3 +97,14 @@ def test_the_sweep_stays_within_its_describe_budget(invoke, window, emulator):
     assert emulator.describe_limit_hits == 0
     times = sorted(c["time"] for c in emulator.calls if c["action"] == DESCRIBE)
     assert max(sum(1 for t in times if s <= t < s + 1.0) for s in times) <= 6
+
+
+def test_an_invocation_too_short_for_the_window_still_sweeps_once(invoke, window, emulator):
+    """REDRAW_SWEEP_WINDOW_S set, but the invocation's time is shorter than what the window keeps in
+    reserve (VOD_HTTP_TIMEOUT + 5 s): one pass, every task that is due checked."""
+    window.setenv("REDRAW_POLL_MAX_INTERVAL_S", "0")
+    [task_id] = upload(invoke)
+    out = invoke(dict(TIMER), {"request_id": "sweep-short", "time_limit_in_ms": 8000})
+    assert out.error is None, out.error
+    assert out.result["sweep"]["checked"] == 1 and "passes" not in out.result["sweep"]
+    assert describes(emulator, task_id)[0]

@@ -184,6 +184,8 @@ class Sweep:
         every = self.settings.poll_max_interval_s <= 0
         window = float(self.settings.sweep_window_s)
         reserve = 2 * MIN_ATTEMPT_TIME + self.settings.http_timeout + CLAIM_MARGIN_S
+        if self.deadline.remaining() <= reserve:
+            window = 0.0  # an invocation too short for a window: one pass
         relist = max(2.5 * knobs.min_gap, 1.0)
         workers = max(1, self.settings.sweep_concurrency)
         wake = threading.Event()
