@@ -18,7 +18,7 @@ import re
 import sys
 import time
 import uuid
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from ..errors import ConfigError, InvalidRequestError, RedrawError, UpstreamError
 
@@ -141,8 +141,8 @@ def _refuse_real(host: str) -> CliError:
 
 
 @contextlib.contextmanager
-def vod_target(args: argparse.Namespace, *, embedded_ok: bool,
-               emulator_options: Optional[dict] = None, quiet: bool = False) -> Iterator[Dict[str, Optional[str]]]:
+def vod_target(args: argparse.Namespace, *, embedded_ok: bool, emulator_options: Optional[dict] = None,
+               quiet: bool = False, on_emulator: Optional[Callable[[Any], None]] = None) -> Iterator[Dict[str, Optional[str]]]:
     """Decide where VOD calls go; yields the environment changes that point there.
 
     Raises CliError (before any call) when that would be the real API without ``--real``.
@@ -170,6 +170,8 @@ def vod_target(args: argparse.Namespace, *, embedded_ok: bool,
     from .emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, VodEmulator
 
     emulator = VodEmulator(**(emulator_options or {})).start()
+    if on_emulator is not None:  # redraw serve's console asks it for Progress
+        on_emulator(emulator)
     try:
         if not quiet:
             _note(f"note: VOD_ENDPOINT is not set, so calls go to an in-process VOD emulator at "
@@ -710,6 +712,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the follow-up: the timer trigger's period (default %(default)g; deployed: 60)")
     p.add_argument("--no-reload", action="store_true", help="do not restart the instances on code changes")
     p.add_argument("--quiet", action="store_true", help="no access line per request on stderr")
+    p.add_argument("--console-port", type=int, metavar="PORT",
+                   help="the web console's port on --host (default 9001; with --port 0, a free one; 0 picks a free one)")
+    p.add_argument("--no-console", action="store_true", help="no web console")
     _add_target(p, "call instead of the in-process emulator")
     p.set_defaults(func=cmd_serve)
 
