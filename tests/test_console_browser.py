@@ -169,3 +169,39 @@ def test_the_same_name_twice_replaces_the_file_and_both_tasks_appear(browser, co
     assert len(set(rows)) == 2 and all(r.startswith("1500000001-AigcVideoRedrawTask-") for r in rows)
     assert (folder / "uploads" / "twice.mp4").read_bytes() == second       # the second replaced the first
     assert javascript_errors(browser) == []
+
+
+def test_a_task_whose_output_cannot_be_played_says_so_and_the_page_keeps_working(browser, tmp_path):
+    """A console of its own, its board fed the function's own lines for a task whose delivered file is not a
+    video, and for a failed one: the rows say so, and the page goes on updating."""
+    from redraw.tools.console import Console
+    from redraw.tools.taskboard import TaskBoard
+
+    (tmp_path / "uploads").mkdir()
+    (tmp_path / "redrawn" / "uploads").mkdir(parents=True)
+    shutil.copyfile(SAMPLE, tmp_path / "uploads" / "broken.mp4")
+    (tmp_path / "redrawn" / "uploads" / "broken.mp4").write_bytes(b"<html>not a video</html>" * 40)
+    board = TaskBoard(bucket="media-1250000000")
+    task = "1500000001-AigcVideoRedrawTask-00000000000000000000000000000001"
+    failed = "1500000001-AigcVideoRedrawTask-00000000000000000000000000000002"
+    with Console(board, folder=str(tmp_path)) as console:
+        browser.get(console.url + "/")
+        _wait(browser, "return document.documentElement.dataset.ready")
+        board.feed({"event": "cos.record", "outcome": "submitted", "key": "uploads/broken.mp4", "task_id": task,
+                    "request_id": "r1", "level": "info", "timestamp": "2026-12-07T10:00:00Z"})
+        board.feed({"event": "task.finished", "outcome": "succeeded", "task_id": task, "source_key": "uploads/broken.mp4",
+                    "delivered_to": "cos://media-1250000000/redrawn/uploads/broken.mp4", "duration_s": 2.0,
+                    "request_id": "r2", "level": "info", "timestamp": "2026-12-07T10:00:03Z"})
+        text = _wait(browser, "const li = document.querySelector('#tasks li.task'); return li && li.dataset.afterError "
+                              "&& li.querySelector('.problem').textContent", what="the row to say it cannot play")
+        assert text.startswith("The redrawn video cannot be played here")
+        board.feed({"event": "cos.record", "outcome": "submitted", "key": "uploads/sad.mp4", "task_id": failed,
+                    "request_id": "r3", "level": "info", "timestamp": "2026-12-07T10:00:04Z"})
+        board.feed({"event": "task.finished", "outcome": "failed", "task_id": failed, "error_code": 70000,
+                    "message": "the redraw failed", "request_id": "r4", "level": "warning",
+                    "timestamp": "2026-12-07T10:00:09Z"})
+        text = _wait(browser, "const li = [...document.querySelectorAll('#tasks li.task')].find(li => "
+                              "li.dataset.state === 'failed'); return li && li.querySelector('.problem').textContent",
+                     what="the failed row")
+        assert text == "Failed: 70000: the redraw failed"
+        assert javascript_errors(browser, network=False) == []

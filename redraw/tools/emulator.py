@@ -1192,7 +1192,7 @@ class VodEmulator(Served):
                          common + [("Content-Range", f"bytes */{content.size}")])
             reply.delay = delay
             return reply
-        start, stop = (0, content.size) if wanted is None else wanted
+        start, stop = wanted if isinstance(wanted, tuple) else (0, content.size)
         length = stop - start
         reply_headers = [("Content-Type", "video/mp4"), ("Content-Length", str(length))] + common
         status = 200
