@@ -29,9 +29,9 @@ loop: $(STAMP)
 serve: $(STAMP)
 	$(PY) -m redraw.tools serve $(SERVE_ARGS)
 
-## Run the test suite (what CI runs).
+## Run the test suite (what CI runs). -rs: a skipped test says why (the browser tests, without Chromium: how to install it).
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs
 
 ## Deployment package for SCF (Linux x86_64, CPython 3.10 wheels + 3.10 bytecode): dist/redraw-scf.zip,
 ## and the same tree unpacked in dist/redraw-scf/ (the `src` of serverless.yml).

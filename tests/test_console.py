@@ -205,3 +205,17 @@ def test_the_console_listens_on_loopback_by_default():
     assert console_port(args) == 9001
     assert console_port(build_parser().parse_args(["serve", "--port", "0"])) == 0   # side by side: no collision
     assert console_port(build_parser().parse_args(["serve", "--no-console"])) is None
+
+
+def test_without_a_browser_the_browser_tests_say_how_to_install_it_and_ci_fails_instead(monkeypatch):
+    import browser
+
+    monkeypatch.setattr(browser, "CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.delenv("REDRAW_REQUIRE_BROWSER", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"/nonexistent/chromium not found; install it with: "
+                                                    r"apt-get install -y chromium chromium-driver"):
+        browser.require_browser()
+    monkeypatch.setenv("REDRAW_REQUIRE_BROWSER", "1")   # .ci/run sets it
+    with pytest.raises(pytest.fail.Exception, match="cannot run"):
+        browser.require_browser()
+    assert "REDRAW_REQUIRE_BROWSER=1" in (ROOT / ".ci" / "run").read_text()

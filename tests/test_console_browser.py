@@ -74,7 +74,15 @@ def test_upload_to_succeeded_with_both_videos_playing_without_a_reload(browser, 
         "return [...document.querySelectorAll('input, textarea')].filter(e => !e.labels || !e.labels.length)"
         ".map(e => e.id)")
     assert unlabeled == []
-    browser.execute_script("window.notReloaded = true")
+    browser.execute_script("""
+        window.notReloaded = true;
+        window.seen = new Set();   // every state and progress text the rows showed, as they changed
+        new MutationObserver(() => document.querySelectorAll('#tasks li.task').forEach(li => {
+            window.seen.add(li.dataset.state);
+            window.seen.add(li.querySelector('.progress-text').textContent);
+        })).observe(document.getElementById('tasks'), {subtree: true, childList: true, attributes: true,
+                                                        characterData: true});
+    """)
 
     clip = tmp_path / "clip.mp4"
     shutil.copyfile(SAMPLE, clip)
@@ -83,6 +91,9 @@ def test_upload_to_succeeded_with_both_videos_playing_without_a_reload(browser, 
                    "li.dataset.key === 'uploads/clip.mp4' && li.dataset.state === 'succeeded')",
           what="the row to show succeeded")
     assert browser.execute_script("return window.notReloaded === true")   # the row changed in place
+    seen = browser.execute_script("return [...window.seen]")
+    assert {"pending", "succeeded"} <= set(seen), seen
+    assert any(text.startswith("VOD Progress ") for text in seen), seen   # asked of the VOD emulator
     assert "Uploaded as uploads/clip.mp4" in _status(browser)
     [row] = _rows(browser, "uploads/clip.mp4")
     assert row["id"].startswith("1500000001-AigcVideoRedrawTask-") and row["id"] in row["text"]
