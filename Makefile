@@ -20,7 +20,8 @@ demo: $(STAMP)
 	$(PY) -m redraw.tools invoke $(EVENT)
 
 ## The follow-up's whole loop on local emulators (README, "The follow-up"): upload -> task -> sweep ->
-## task.finished -> the redrawn video in the bucket folder. LOOP_ARGS="--dir ./bucket" keeps the folder.
+## task.finished -> the redrawn video in the bucket folder. LOOP_ARGS="--dir ./bucket" keeps the folder;
+## LOOP_ARGS="--stay" keeps serving afterwards (Ctrl-C stops) so the web console it names shows the task.
 loop: $(STAMP)
 	$(PY) -m redraw.tools loop $(LOOP_ARGS)
 
