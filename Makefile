@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EVENT  ?= events/cos-put.json
 
-.PHONY: setup demo loop serve test lint bench soak scale followup-bench package package-local clean
+.PHONY: setup demo loop serve console test lint bench soak scale followup-bench package package-local clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,13 @@ loop: $(STAMP)
 ## folder as the COS bucket.
 serve: $(STAMP)
 	$(PY) -m redraw.tools serve $(SERVE_ARGS)
+
+## The web console (docs/console.md): redraw serve --watch $(CONSOLE_DIR) --follow-up, then open
+## http://127.0.0.1:9001/ (upload a video, watch its task, compare before and after). CONSOLE_ARGS passes options.
+CONSOLE_DIR ?= ./bucket
+console: $(STAMP)
+	mkdir -p $(CONSOLE_DIR)/uploads
+	$(PY) -m redraw.tools serve --watch $(CONSOLE_DIR) --follow-up $(CONSOLE_ARGS)
 
 ## Run the test suite (what CI runs). -rs: a skipped test says why (the browser tests, without Chromium: how to install it).
 test: $(STAMP)

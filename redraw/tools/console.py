@@ -242,6 +242,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     sys_version = ""
     timeout = 120
 
+    def setup(self) -> None:
+        super().setup()
+        try:  # small writes (an event, a JSON answer) leave at once, not after the peer's delayed ACK
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
