@@ -80,7 +80,8 @@ def test_content_sniffing_knows_video_containers():
 @pytest.fixture
 def console(tmp_path):
     written = []
-    with Console(TaskBoard(), folder=str(tmp_path), metadata=lambda path, meta: written.append((path, meta))) as running:
+    with Console(TaskBoard(), folder=str(tmp_path), metadata=lambda path, meta: written.append((path, meta)),
+                 fire_timeout_s=0.05) as running:
         running.written = written
         yield running
 
@@ -110,6 +111,7 @@ def test_an_upload_lands_in_the_folder_under_the_prefix_with_its_metadata(consol
                                {"x-cos-meta-style": "comic"})
     assert status == 201, body
     assert json.loads(body)["key"] == "uploads/clip one.mp4"
+    assert json.loads(body)["fired"] is False   # no watcher here: no cos.record line came
     assert (tmp_path / "uploads" / "clip one.mp4").read_bytes() == SAMPLE.read_bytes()
     assert console.written == [(str(tmp_path / "uploads" / "clip one.mp4"), {"x-cos-meta-style": "comic"})]
     assert [r["state"] for r in console.board.rows()] == ["uploaded"]
@@ -134,7 +136,7 @@ def test_bad_uploads_are_refused_with_the_reason_and_nothing_is_written(console,
 
 
 def test_metadata_without_the_rules_hook_is_refused(tmp_path):
-    with Console(TaskBoard(), folder=str(tmp_path)) as console:
+    with Console(TaskBoard(), folder=str(tmp_path), fire_timeout_s=0.05) as console:
         status, _, body = _request(console, "POST", "/api/upload?name=a.mp4", SAMPLE.read_bytes(), {"x-cos-meta-a": "b"})
     assert (status, json.loads(body)["error"]["code"]) == (400, "MetadataUnsupported")
 

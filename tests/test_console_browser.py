@@ -94,7 +94,7 @@ def test_upload_to_succeeded_with_both_videos_playing_without_a_reload(browser, 
     seen = browser.execute_script("return [...window.seen]")
     assert {"pending", "succeeded"} <= set(seen), seen
     assert any(text.startswith("VOD Progress ") for text in seen), seen   # asked of the VOD emulator
-    assert "Uploaded as uploads/clip.mp4" in _status(browser)
+    assert f"Uploaded as uploads/clip.mp4 ({SAMPLE.stat().st_size} bytes): the COS trigger fired" in _status(browser)
     [row] = _rows(browser, "uploads/clip.mp4")
     assert row["id"].startswith("1500000001-AigcVideoRedrawTask-") and row["id"] in row["text"]
 

@@ -12,7 +12,9 @@ video, and read the function's lines for each task. This module is its HTTP serv
   task is pending (Progress), every few seconds otherwise (late webhook deliveries), nothing when unchanged;
 - ``GET /api/tasks/<id>/lines`` the function's log lines of one row;
 - ``POST /api/upload?name=NAME`` the body written into the folder as ``<prefix>NAME`` (staged under the
-  hidden ``.console-uploads/``, then moved in, so the watcher fires one ``cos:ObjectCreated:Put``). Refused,
+  hidden ``.console-uploads/``, then moved in, so the watcher fires one ``cos:ObjectCreated:Put``; the answer
+  waits, up to ``fire_timeout_s``, for the trigger's ``cos.record``, and an upload of the same name waits for
+  the one before it to have fired, so that each is a task of its own). Refused,
   with the reason and without a task, when it is not a video (suffix or content) or 2 GB or larger.
   ``x-cos-meta-*`` request headers are the upload's metadata, handed to the ``metadata`` hook (per-upload
   rules); without one they are refused;
@@ -105,7 +107,8 @@ class Console(Served):
                  prefix: str = "uploads/", suffix: str = "", video_suffixes: Tuple[str, ...] = DEFAULT_VIDEO_SUFFIXES,
                  progress: Optional[Callable[[str], Optional[int]]] = None, deliveries: Optional[Deliveries] = None,
                  metadata: Optional[Callable[[str, Dict[str, str]], None]] = None,
-                 active_s: float = 1.0, idle_s: float = 5.0, keepalive_s: float = 15.0) -> None:
+                 active_s: float = 1.0, idle_s: float = 5.0, keepalive_s: float = 15.0,
+                 fire_timeout_s: float = 10.0) -> None:
         self.board = board
         self.host, self._requested_port = host, port
         self.folder = os.path.realpath(folder) if folder else None
@@ -114,6 +117,9 @@ class Console(Served):
         self.active_s, self.idle_s, self.keepalive_s = active_s, idle_s, keepalive_s
         self.static = {path: ((STATIC / name).read_bytes(), ctype) for path, (name, ctype) in _STATIC_FILES.items()}
         self.stopping = threading.Event()
+        self.fire_timeout_s = fire_timeout_s   # how long an upload's answer waits for the trigger's cos.record
+        self._key_locks: Dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
 
     def _new_server(self, address: Tuple[str, int], family: int) -> LoopbackServer:
         server = LoopbackServer(address, _Handler, family)
@@ -193,16 +199,26 @@ class Console(Served):
             if self.metadata is not None and meta:
                 self.metadata(target, meta)   # HOOK (per-upload rules): the rules' sidecar, before the file appears
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            row = self.board.note_upload(key, length)  # before the move: the trigger's line finds the row
-            try:
-                os.replace(staged, target)  # moved in complete: one cos:ObjectCreated:Put, as a COS upload
-            except OSError:
-                self.board.forget(row)
-                raise
-            return {"key": key, "size": length, "row": row}
+            # the same name again waits until this one fired: the watcher reads the file when it handles its
+            # event, so two writes in quick succession would be one upload
+            with self._key_lock(key):
+                row = self.board.note_upload(key, length)  # before the move: the trigger's line finds the row
+                try:
+                    os.replace(staged, target)  # moved in complete: one cos:ObjectCreated:Put, as a COS upload
+                except OSError:
+                    self.board.forget(row)
+                    raise
+                fired = self.board.wait_taken(row, self.fire_timeout_s)
+            return {"key": key, "size": length, "row": row, "fired": fired}
         finally:
             if os.path.exists(staged):
                 os.unlink(staged)
+
+    def _key_lock(self, key: str) -> threading.Lock:
+        with self._locks_lock:
+            if len(self._key_locks) > 1000:
+                self._key_locks = {k: v for k, v in self._key_locks.items() if v.locked()}
+            return self._key_locks.setdefault(key, threading.Lock())
 
     # --- files --------------------------------------------------------------------------------
 

@@ -95,6 +95,11 @@ class TaskBoard:
                 return None
             return list(self._lines.get(row_id, ()))
 
+    def wait_taken(self, row_id: str, timeout: float) -> bool:
+        """True once an upload's row was taken over by the trigger's ``cos.record`` (within ``timeout`` s)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: row_id not in self._rows, timeout)
+
     def wait(self, version: int, timeout: float) -> int:
         """The version once it differs from ``version``, or after ``timeout`` seconds."""
         with self._cond:

@@ -83,8 +83,9 @@
         say("Not uploaded: " + message + ".", "bad");
         return;
       }
-      say("Uploaded as " + body.key + " (" + sizeText(body.size) + "): the COS trigger fires as for an upload to the bucket.",
-          "good");
+      say("Uploaded as " + body.key + " (" + sizeText(body.size) + "): " + (body.fired
+          ? "the COS trigger fired, as for an upload to the bucket."
+          : "waiting for the COS trigger (the function's instances are busy)."), "good");
     } catch (error) {
       say("Not uploaded: the console could not be reached (" + error.message + ").", "bad");
     } finally {
