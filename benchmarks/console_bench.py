@@ -31,9 +31,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 SAMPLE = ROOT / "redraw" / "tools" / "data" / "redrawn-sample.mp4"
 TICKS = os.sysconf("SC_CLK_TCK")
+
+from _support import machine_lines, markdown_table  # noqa: E402
 
 
 def cpu_seconds(pid: int) -> float:
@@ -116,24 +118,33 @@ def main() -> int:
             process.kill()
         shutil.rmtree(work, ignore_errors=True)
 
-    rows = [
-        ("page: DOM interactive (median / max)", f"{statistics.median(interactive):.0f} ms / {max(interactive)} ms"),
-        ("page: first state shown (median / max)", f"{statistics.median(first_state):.0f} ms / {max(first_state)} ms"),
-        (f"server idle, no page ({idle:g} s)", f"{without_page * 100:.2f} % of one core"),
-        (f"server idle, console open on 1 task ({idle:g} s)", f"{with_page * 100:.2f} % of one core"),
-        ("the console's own idle cost", f"{(with_page - without_page) * 100:+.2f} % of one core"),
-    ]
-    width = max(len(name) for name, _ in rows)
-    table = "\n".join(f"| {name:<{width}} | {value} |" for name, value in rows)
-    header = f"| {'measure':<{width}} | value |\n|{'-' * (width + 2)}|-------|"
-    print(header + "\n" + table)
+    table = markdown_table(("Measure", "Value", "Target", "Result"), [
+        (f"page: DOM interactive ({loads} loads, median / max)",
+         f"{statistics.median(interactive):.0f} ms / {max(interactive)} ms", "< 1 s", _mark(max(interactive) < 1000)),
+        (f"page: first state shown ({loads} loads, median / max)",
+         f"{statistics.median(first_state):.0f} ms / {max(first_state)} ms", "< 1 s", _mark(max(first_state) < 1000)),
+        (f"server idle, no page ({idle:g} s)", f"{without_page * 100:.2f} % of one core", "", "info"),
+        (f"server idle, console open on 1 task ({idle:g} s)", f"{with_page * 100:.2f} % of one core", "< 2 %",
+         _mark(with_page < 0.02)),
+        ("the console's own idle cost", f"{(with_page - without_page) * 100:+.2f} % of one core", "", "info"),
+    ])
+    print(table)
     if not args.smoke:
-        machine = f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, {loads} page loads"
         (ROOT / "benchmarks" / "console-results.md").write_text(
-            "# The web console (benchmarks/console_bench.py)\n\n"
-            f"{time.strftime('%Y-%m-%d')}, {machine}; `redraw serve --watch DIR --follow-up` (2 instances, a sweep "
-            "every 5 s) and headless Chromium 150 (Debian).\n\n" + header + "\n" + table + "\n", encoding="utf-8")
+            "# `redraw serve`'s web console benchmark (benchmarks/console_bench.py)\n\n" + "\n".join(machine_lines())
+            + f"\n- browser: {_chromium_version()} headless (Debian), through /usr/bin/chromedriver\n"
+            "- server: `redraw serve --port 0 --instances 2 --watch DIR --follow-up` (the sweep every 5 s)\n\n"
+            + table + "\n", encoding="utf-8")
     return 0
+
+
+def _mark(ok: bool) -> str:
+    return "✔" if ok else "✘"
+
+
+def _chromium_version() -> str:
+    out = subprocess.run(["/usr/bin/chromium", "--version"], capture_output=True, text=True).stdout.strip()
+    return " ".join(out.split()[:2]) or "Chromium"
 
 
 if __name__ == "__main__":

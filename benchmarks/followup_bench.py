@@ -982,14 +982,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     report, fails = build_report(mode, cfg, trees, cold, sw, dl, time.monotonic() - started)
-    print(report)
     out = args.out or (None if mode == "smoke" else str(BENCH / "followup-results.md"))
-    if out and out != "-":
-        Path(out).write_text(report + "\n")
-        log(f"wrote {out}")
-    log(f"{mode} run took {time.monotonic() - started:.1f} s; "
-        + (f"targets missed: {'; '.join(fails)}" if fails else "all targets met"))
-    return 1 if (fails and args.strict) else 0
+    return S.finish_report(report, out, log, mode, started, fails, args.strict)
 
 
 if __name__ == "__main__":

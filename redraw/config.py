@@ -1,10 +1,10 @@
 """Configuration from environment variables, validated once per container.
 
 ``Settings`` is the one source: one field per variable (``var``: its name,
-description, default and pydantic-core schema). ``VARIABLES``, the README's
-table and the serverless.yml check come from its fields. Validation is
-pydantic-core's, compiled once per container; errors name the variable,
-never its value.
+description, default and pydantic-core schema). ``VARIABLES``, the table of
+docs/configuration.md (scripts/config_table.py) and the serverless.yml check
+come from its fields. Validation is pydantic-core's, compiled once per
+container; errors name the variable, never its value.
 
 Why pydantic-core and not a ``BaseModel``: the model machinery costs ~0.15 s
 and ~12 MB at cold start with bytecode (~0.26 s from source), more than all of

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Iterable, Optional, Sequence
 
+from .decisions import RETRY, UNKNOWN
+
 
 class RedrawError(Exception):
     """Root of every error this package raises on purpose."""
@@ -110,8 +112,6 @@ class UpstreamError(RedrawError):
 
     def for_session(self, session_id: Optional[str]) -> "UpstreamError":
         """Name the request's SessionId in the error, so the caller can retry it safely."""
-        from .policy import RETRY, UNKNOWN  # policy imports this module's codes
-
         self.session_id = session_id
         if session_id and self.decision in (RETRY, UNKNOWN):
             self.args = (f"{self.message} (SessionId {session_id}: send the request again with this "

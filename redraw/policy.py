@@ -7,12 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .decisions import DUPLICATE, RETRY, TERMINAL, UNKNOWN
 from .errors import InvalidEventError, InvalidRequestError
-
-RETRY = "retry"          # transient: back off and try again
-DUPLICATE = "duplicate"  # the SessionId was already used: the work is already submitted
-TERMINAL = "terminal"    # a retry cannot help: fix the request or the configuration
-UNKNOWN = "unknown"      # not recognised: retried once, then treated as terminal
 
 #: Codes of our own for failures that never reached a VOD answer.
 TRANSPORT_ERROR = "TransportError"

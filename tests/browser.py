@@ -1,6 +1,6 @@
 """Headless Chromium for the tests, driven by Selenium through Debian's chromedriver (nothing is downloaded:
 no Selenium Manager, no browser vendor). Missing pieces skip the browser tests with how to install them,
-unless ``REDRAW_REQUIRE_BROWSER`` is set (CI sets it: there they fail instead)."""
+unless ``CI_REQUIRE_BROWSER`` is set (CI sets it: there they fail instead)."""
 from __future__ import annotations
 
 import os
@@ -33,8 +33,8 @@ def require_browser() -> None:
     if not absent:
         return
     message = f"browser tests skipped: {', '.join(absent)} not found; {INSTALL}"
-    if os.environ.get("REDRAW_REQUIRE_BROWSER"):
-        pytest.fail(message.replace("skipped", "cannot run (REDRAW_REQUIRE_BROWSER is set)"), pytrace=False)
+    if os.environ.get("CI_REQUIRE_BROWSER"):
+        pytest.fail(message.replace("skipped", "cannot run (CI_REQUIRE_BROWSER is set)"), pytrace=False)
     pytest.skip(message)
 
 

@@ -1,4 +1,4 @@
-"""The benchmarks run (at tiny sizes); their figures live in the README, not in assertions here."""
+"""The benchmarks run (at tiny sizes); their figures live in docs/performance.md and docs/scale-out.md, not in assertions here."""
 from __future__ import annotations
 
 import os
@@ -80,3 +80,14 @@ def test_followup_benchmark_smoke_run():
     for row in ("cold start: development tree + COS SDK, follow-up on",
                 "tasks finished per second of sweep time", "throughput: function / bare", "importing qcloud_cos"):
         assert row in out.stdout, row
+
+
+def test_redraw_output_benchmark_smoke_run():
+    """The emulator's ffmpeg output at a tiny size, alone and end to end through a presigned COS URL."""
+    from media import ffmpeg_or_skip
+
+    ffmpeg_or_skip()
+    out = subprocess.run([sys.executable, "benchmarks/redraw_output_bench.py", "--smoke"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "| 2 s 320x240 |" in out.stdout

@@ -213,11 +213,11 @@ def test_without_a_browser_the_browser_tests_say_how_to_install_it_and_ci_fails_
     import browser
 
     monkeypatch.setattr(browser, "CHROMIUM", "/nonexistent/chromium")
-    monkeypatch.delenv("REDRAW_REQUIRE_BROWSER", raising=False)
+    monkeypatch.delenv("CI_REQUIRE_BROWSER", raising=False)
     with pytest.raises(pytest.skip.Exception, match=r"/nonexistent/chromium not found; install it with: "
                                                     r"apt-get install -y chromium chromium-driver"):
         browser.require_browser()
-    monkeypatch.setenv("REDRAW_REQUIRE_BROWSER", "1")   # .ci/run sets it
+    monkeypatch.setenv("CI_REQUIRE_BROWSER", "1")   # .ci/run sets it
     with pytest.raises(pytest.fail.Exception, match="cannot run"):
         browser.require_browser()
-    assert "REDRAW_REQUIRE_BROWSER=1" in (ROOT / ".ci" / "run").read_text()
+    assert "CI_REQUIRE_BROWSER=1" in (ROOT / ".ci" / "run").read_text()

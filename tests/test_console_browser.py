@@ -4,7 +4,7 @@
 The page is loaded once; everything after happens without a reload: a real MP4 chosen in the file input
 becomes a task whose row reaches ``succeeded``, the original and the redrawn video load side by side, a
 file that is not a video and one of 2 GB are refused with the reason and no task, a second upload of the
-same name gives a second row. ``REDRAW_SCREENSHOT_DIR=docs/img`` saves the screenshot the docs show."""
+same name gives a second row. ``CONSOLE_SCREENSHOT_DIR=docs/img`` saves the screenshot the docs show."""
 from __future__ import annotations
 
 import json
@@ -119,8 +119,8 @@ def test_upload_to_succeeded_with_both_videos_playing_without_a_reload(browser, 
     assert events[0] == "cos.record" and events.count("task.finished") == 1
     assert javascript_errors(browser) == []
 
-    if os.environ.get("REDRAW_SCREENSHOT_DIR"):
-        target = Path(os.environ["REDRAW_SCREENSHOT_DIR"]) / "console.png"
+    if os.environ.get("CONSOLE_SCREENSHOT_DIR"):
+        target = Path(os.environ["CONSOLE_SCREENSHOT_DIR"]) / "console.png"
         target.parent.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(target))
     assert browser.get_screenshot_as_png()[:8] == b"\x89PNG\r\n\x1a\n"

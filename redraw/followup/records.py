@@ -125,7 +125,7 @@ def record_task(rt: Any, params: dict, task_id: str, session_id: Optional[str], 
         logs.get_logger().error(
             "task.unrecorded", outcome="failed", task_id=task_id, session_id=session_id, error=exc.cos_code or exc.code,
             reason=exc.message, fix="the task was created but will not be followed: record it by hand "
-                                    "(README, Follow-up) or fix the state bucket's permissions")
+                                    "(docs/followup.md) or fix the state bucket's permissions")
         return False
     return True
 
@@ -140,5 +140,5 @@ def task_id_unknown(session_id: Optional[str], source: dict) -> bool:
         reason="VOD created the task but its answer, with the TaskId, was lost; VOD answers the retry's "
                "repeated SessionId without the TaskId, so the task will not be followed",
         fix="find the task in the VOD console by its SessionId (its SessionContext names the upload) "
-            "and record it by hand (README, Follow-up)", **where)
+            "and record it by hand (docs/followup.md)", **where)
     return False

@@ -22,6 +22,7 @@ from .. import core, policy
 from ..config import Settings
 from ..errors import InvalidEventError, RetryableFailuresError, UpstreamError
 from ..retries import Deadline
+from ..runtime import Runtime
 from ..validation import dataclass_schema, field_errors, validator
 
 MAX_INPUT_BYTES = 2 * 1024 ** 3           # the API's input limit: under 2 GB
@@ -349,7 +350,7 @@ def plan_record(raw: Any, settings: Settings) -> core.Plan:
                                        "key": upload.key})
 
 
-def handle(rt: core.Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
+def handle(rt: Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
     """``{"results": [...]}``, one entry per record in order; raises for records to redeliver."""
     plans = [plan_record(raw, rt.settings) for raw in event["Records"]]
     outcomes = core.submit_all(rt, plans, deadline)
