@@ -39,10 +39,10 @@ def console(tmp_path_factory):
         yield server, url, folder
 
 
-def _wait(driver, script: str, timeout: float = 30.0, what: str = "the page"):
+def _wait(driver, script: str, timeout: float = 30.0, what: str = "the page", args: tuple = ()):
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda d: d.execute_script(script), what)
+    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda d: d.execute_script(script, *args), what)
 
 
 def _rows(driver, key: str) -> list:
@@ -215,4 +215,18 @@ def test_a_task_whose_output_cannot_be_played_says_so_and_the_page_keeps_working
                               "li.dataset.state === 'failed'); return li && li.querySelector('.problem').textContent",
                      what="the failed row")
         assert text == "Failed: 70000: the redraw failed"
+
+        by_url = "1500000001-AigcVideoRedrawTask-00000000000000000000000000000003"   # from the HTTP API: no key
+        shutil.copyfile(SAMPLE, tmp_path / "redrawn" / f"{by_url}.mp4")
+        board.feed({"event": "api.request", "outcome": "submitted", "task_id": by_url, "request_id": "r5",
+                    "level": "info", "timestamp": "2026-12-07T10:00:10Z"})
+        board.feed({"event": "task.finished", "outcome": "succeeded", "task_id": by_url, "duration_s": 2.0,
+                    "delivered_to": f"cos://media-1250000000/redrawn/{by_url}.mp4", "request_id": "r6",
+                    "level": "info", "timestamp": "2026-12-07T10:00:12Z"})
+        shown = _wait(browser, "const li = [...document.querySelectorAll('#tasks li.task')].find(li => "
+                               "li.dataset.id === arguments[0]); const v = li && li.querySelector('video.after'); "
+                               "return v && v.readyState >= 1 && "
+                               "[li.querySelector('video.before').closest('figure').hidden, li.dataset.key]",
+                      what="the redrawn video of a task without an upload", args=(by_url,))
+        assert shown == [True, ""]      # only the redrawn video: its input was a URL, not a file of the folder
         assert javascript_errors(browser, network=False) == []

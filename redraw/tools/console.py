@@ -329,7 +329,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return self._error(404, "NoSuchTask", "no such row (the console keeps the latest tasks only)")
             return self._json(200, {"lines": lines})
         if path.startswith("/files/"):
-            return self._file(unquote(path[len("/files/"):], errors="strict"), head)
+            try:
+                key = unquote(path[len("/files/"):], errors="strict")
+            except UnicodeDecodeError:
+                return self._error(404, "NoSuchFile", "no such file in the bucket folder")
+            return self._file(key, head)
         if path == "/favicon.ico":
             return self._send(204, b"", "image/x-icon", head=True)
         return self._error(404, "NotFound", "no such page")

@@ -219,7 +219,12 @@
     if (task.state === "succeeded" && task.output && entry.media !== task.task_id) {
       entry.media = task.task_id;
       el.querySelector(".media").hidden = false;
-      el.querySelector("video.before").src = fileUrl(task.key, task.task_id);
+      const before = el.querySelector("video.before");
+      if (task.key) {          // an upload; a task made from a URL has no original in the folder
+        before.src = fileUrl(task.key, task.task_id);
+      } else {
+        before.closest("figure").hidden = true;
+      }
       el.querySelector("video.after").src = fileUrl(task.output, task.task_id);
     }
 
