@@ -74,6 +74,13 @@ def test_upload_to_succeeded_with_both_videos_playing_without_a_reload(browser, 
         "return [...document.querySelectorAll('input, textarea')].filter(e => !e.labels || !e.labels.length)"
         ".map(e => e.id)")
     assert unlabeled == []
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    ActionChains(browser).send_keys(Keys.TAB).perform()       # the keyboard reaches the skip link, then the input
+    assert browser.execute_script("return document.activeElement.className") == "skip"
+    ActionChains(browser).send_keys(Keys.TAB).perform()
+    assert browser.execute_script("return document.activeElement.id") == "file"
     browser.execute_script("""
         window.notReloaded = true;
         window.seen = new Set();   // every state and progress text the rows showed, as they changed
