@@ -178,12 +178,32 @@ def test_events_stream_a_new_state_when_a_row_changes(console):
 
 # --- redraw serve --------------------------------------------------------------------------------
 
-def test_serve_names_the_console_and_a_console_port_in_use_exits_2_in_one_line(tmp_path):
+def _receipt(task_id: str, key: str, state: str, created: int, **extra) -> dict:
+    return {"version": 1, "state": state, "task_id": task_id, "created": created, "created_at": "2026-12-07T09:00:00Z",
+            "source": {"bucket": "media-1250000000", "key": key, "region": "ap-guangzhou"}, **extra}
+
+
+def test_serve_names_the_console_shows_earlier_tasks_from_their_receipts_and_a_port_in_use_exits_2(tmp_path):
     (tmp_path / "uploads").mkdir()
-    with Served("--no-reload", "--instances", "1", "--watch", str(tmp_path), env=clean_env()) as server:
+    receipts = tmp_path / "redraw" / "uploads" / "media-1250000000" / "uploads"
+    receipts.mkdir(parents=True)
+    (receipts / "old.mp4.json").write_text(json.dumps(_receipt(
+        "T-old", "uploads/old.mp4", "succeeded", 1796630000, finished_at="2026-12-07T09:00:05Z", duration_s=5.0,
+        delivered_to="cos://media-1250000000/redrawn/uploads/old.mp4", message="SUCCESS")))
+    (receipts / "bad.mp4.json").write_text(json.dumps(_receipt(
+        "T-bad", "uploads/bad.mp4", "failed", 1796630001, error_code=70000, message="it failed")))
+    (receipts / "broken.mp4.json").write_text("{not json")
+    with Served("--no-reload", "--instances", "1", "--watch", str(tmp_path), "--follow-up", env=clean_env()) as server:
         line = wait_for(lambda: next((x for x in server.errors() if "console: http://127.0.0.1:" in x), None), 30)
         port = int(line.split("console: http://127.0.0.1:", 1)[1].split("/", 1)[0])
         assert server.errors()[0].startswith("redraw: serving the function on")  # still the first line
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", "/api/state")
+        rows = json.loads(connection.getresponse().read())["tasks"]
+        connection.close()
+        assert [(r["id"], r["state"], r["key"], r.get("output"), r.get("error_code")) for r in rows] == [
+            ("T-bad", "failed", "uploads/bad.mp4", None, 70000),
+            ("T-old", "succeeded", "uploads/old.mp4", "redrawn/uploads/old.mp4", None)]
         taken = subprocess.run([sys.executable, "-m", "redraw.tools", "serve", "--port", "0", "--console-port",
                                 str(port), "--no-reload"], cwd=ROOT, env=clean_env(), capture_output=True, text=True,
                                timeout=60)

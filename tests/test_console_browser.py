@@ -202,7 +202,8 @@ def test_a_task_whose_output_cannot_be_played_says_so_and_the_page_keeps_working
     board = TaskBoard(bucket="media-1250000000")
     task = "1500000001-AigcVideoRedrawTask-00000000000000000000000000000001"
     failed = "1500000001-AigcVideoRedrawTask-00000000000000000000000000000002"
-    with Console(board, folder=str(tmp_path)) as console:
+    inbox = []   # what a webhook inbox's deliveries() gives (redraw.tools.inbox)
+    with Console(board, folder=str(tmp_path), deliveries=lambda: list(inbox), idle_s=0.2) as console:
         browser.get(console.url + "/")
         _wait(browser, "return document.documentElement.dataset.ready")
         board.feed({"event": "cos.record", "outcome": "submitted", "key": "uploads/broken.mp4", "task_id": task,
@@ -222,6 +223,15 @@ def test_a_task_whose_output_cannot_be_played_says_so_and_the_page_keeps_working
                               "li.dataset.state === 'failed'); return li && li.querySelector('.problem').textContent",
                      what="the failed row")
         assert text == "Failed: 70000: the redraw failed"
+        inbox.extend([{"task_id": failed, "type": "task.failed", "received_at": "2026-12-07T10:00:10Z",
+                       "webhook_id": "msg_1", "verified": True, "answered": "503"},
+                      {"task_id": failed, "type": "task.failed", "received_at": "2026-12-07T10:00:11Z",
+                       "webhook_id": "msg_1", "verified": False, "answered": "200"}])
+        items = _wait(browser, "const li = [...document.querySelectorAll('#tasks li.task')].find(li => "
+                               "li.dataset.state === 'failed'); const items = li.querySelectorAll('.delivery-list li'); "
+                               "return items.length === 2 && [...items].map(i => i.textContent)",
+                      what="the webhook deliveries on the failed row")
+        assert "signature verified (answered 503)" in items[0] and items[1].endswith("signature NOT verified")
 
         by_url = "1500000001-AigcVideoRedrawTask-00000000000000000000000000000003"   # from the HTTP API: no key
         shutil.copyfile(SAMPLE, tmp_path / "redrawn" / f"{by_url}.mp4")

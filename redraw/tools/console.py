@@ -150,7 +150,7 @@ class Console(Served):
             for item in received:
                 if isinstance(item, dict) and isinstance(item.get("task_id"), str):
                     by_task.setdefault(item["task_id"], []).append(
-                        {k: item.get(k) for k in ("received_at", "webhook_id", "type", "verified")})
+                        {k: item.get(k) for k in ("received_at", "webhook_id", "type", "verified", "answered")})
         for row in rows:
             task_id = row.get("task_id")
             if row["state"] == "pending" and task_id and self.progress is not None:

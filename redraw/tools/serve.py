@@ -1011,8 +1011,14 @@ def run(args: Any) -> int:
                 if args.watch is not None:
                     console.folder = os.path.realpath(args.watch)
                     console.prefix, console.suffix = prefix, suffix
+                if local_cos is not None:  # the tasks of an earlier run, from their receipts
+                    from .taskboard import load_receipts
+
+                    console.board.seed(load_receipts(state_dir, settings.state_prefix))
                 console.video_suffixes = settings.video_suffixes
                 console.progress = emulator_progress(emulators[0]) if emulators else None
+                # the webhook inbox's deliveries, when serve runs one (redraw.tools.inbox: service.inbox)
+                console.deliveries = getattr(getattr(service, "inbox", None), "deliveries", None)
                 lines.append(f"console: {console.url}/ -- upload a video, the tasks live, before and after, the "
                              "function's lines (--console-port; --no-console: off)")
             if local_cos is not None:

@@ -67,6 +67,32 @@ class TaskBoard:
                 self._lines.pop(row_id, None)
                 self._changed()
 
+    def seed(self, receipts: List[dict]) -> int:
+        """Rows for tasks of an earlier run, from their receipts (oldest first); a task already on the
+        board is left as it is. The count added."""
+        added = 0
+        with self._cond:
+            for receipt in receipts:
+                task_id = receipt.get("task_id")
+                state = receipt.get("state")
+                if not isinstance(task_id, str) or task_id in self._rows or state not in (PENDING, *ENDED):
+                    continue
+                source = receipt.get("source")
+                source = source if isinstance(source, dict) else {}
+                row = {"key": source.get("key"), "task_id": task_id, "state": state,
+                       "created_at": receipt.get("created_at"), "from_receipt": True}
+                if state in ENDED:
+                    row.update(finished_at=receipt.get("finished_at"), duration_s=receipt.get("duration_s"),
+                               error_code=receipt.get("error_code"),
+                               message=receipt.get("message") if state != SUCCEEDED else None,
+                               output=delivered_key(receipt.get("delivered_to"), self.bucket),
+                               delivered_to=receipt.get("delivered_to"))
+                self._add(task_id, redact(row))
+                added += 1
+            if added:
+                self._changed()
+        return added
+
     def feed(self, line: Any) -> None:
         """One of the function's JSON log lines (anything else is ignored)."""
         if not isinstance(line, dict) or not isinstance(line.get("event"), str):
@@ -180,6 +206,31 @@ class TaskBoard:
                        delivered_to=line.get("delivered_to"))
             row["key"] = row.get("key") or _source_key(line)
             row.pop("reason", None)
+
+
+def load_receipts(state_dir: str, prefix: str, limit: int = 500) -> List[dict]:
+    """The receipts under ``<state_dir>/<prefix>uploads/`` and ``tasks/`` (the local state bucket's folder),
+    the newest ``limit`` by creation, oldest first; unreadable files are passed over."""
+    import json
+    import os
+
+    found = []
+    for part in ("uploads", "tasks"):
+        top = os.path.join(state_dir, *f"{prefix}{part}".split("/"))
+        for base, dirs, files in os.walk(top):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            found += [os.path.join(base, name) for name in files if name.endswith(".json")]
+    receipts = []
+    for path in found:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                value = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        if isinstance(value, dict) and isinstance(value.get("created"), (int, float)):
+            receipts.append(value)
+    receipts.sort(key=lambda r: r["created"])
+    return receipts[-limit:]
 
 
 def _source_key(line: dict) -> Optional[str]:

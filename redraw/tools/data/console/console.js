@@ -236,11 +236,14 @@
       list.replaceChildren(...(items.length ? items : [null]).map((item) => {
         const li = document.createElement("li");
         li.textContent = item ? (item.type || "webhook") + " at " + when(item.received_at) + ": " +
-          (item.verified ? "signature verified" : "signature NOT verified") : "none received yet";
+          (item.verified ? "signature verified" : "signature NOT verified") +
+          (item.answered && String(item.answered) !== "200" ? " (answered " + item.answered + ")" : "")
+          : "none received yet";
         if (item) li.className = item.verified ? "verified" : "unverified";
         return li;
       }));
     }
+    el.querySelector(".from-receipt").hidden = !(task.from_receipt && !task.lines);
     el.querySelector(".line-count").textContent = task.lines;
     showLines(entry);
   }
