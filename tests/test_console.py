@@ -241,3 +241,18 @@ def test_without_a_browser_the_browser_tests_say_how_to_install_it_and_ci_fails_
     with pytest.raises(pytest.fail.Exception, match="cannot run"):
         browser.require_browser()
     assert "CI_REQUIRE_BROWSER=1" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_a_pending_task_from_a_receipt_is_finished_by_the_lines_of_this_run(tmp_path):
+    from redraw.tools.taskboard import load_receipts
+
+    folder = tmp_path / "redraw" / "tasks"
+    folder.mkdir(parents=True)
+    (folder / "T-1.json").write_text(json.dumps(_receipt("T-1", "", "pending", 1796630000) | {"source": {}}))
+    board = TaskBoard(bucket="media-1250000000")
+    assert board.seed(load_receipts(str(tmp_path), "redraw/")) == 1
+    assert board.seed(load_receipts(str(tmp_path), "redraw/")) == 0          # a task already shown stays as it is
+    board.feed(_line("task.finished", outcome="succeeded", task_id="T-1", request_id="r",
+                     delivered_to="cos://media-1250000000/redrawn/T-1.mp4"))
+    [row] = board.rows()
+    assert (row["state"], row["output"], row["from_receipt"], row["lines"]) == ("succeeded", "redrawn/T-1.mp4", True, 1)
