@@ -36,6 +36,12 @@ class InvalidEventError(RedrawError):
     code = "InvalidEvent"
 
 
+class InvalidMetadataError(InvalidEventError):
+    """An upload's ``x-cos-meta-redraw-*`` header holds a value redraw cannot use (that record fails alone)."""
+
+    code = "InvalidMetadata"
+
+
 class UnsupportedTriggerError(InvalidEventError):
     """The event comes from a trigger that is not a redraw source (timer, CMQ, CLS, ...)."""
 

@@ -77,8 +77,18 @@ def test_followup_benchmark_smoke_run():
     out = subprocess.run([sys.executable, "benchmarks/followup_bench.py", "--smoke"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    for row in ("cold start: development tree + COS SDK, follow-up on",
+    for row in ("cold start: development tree + COS SDK, follow-up on", "cold start ratio: ten upload rules / none",
                 "tasks finished per second of sweep time", "throughput: function / bare", "importing qcloud_cos"):
+        assert row in out.stdout, row
+
+
+def test_rules_benchmark_quick_run():
+    """benchmarks/rules_bench.py --quick: matching and applying rules per record, and at a container's start."""
+    out = subprocess.run([sys.executable, "benchmarks/rules_bench.py", "--quick", "--out", "-"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    for row in ("RuleSet.match, 500 rules, key: no rule", "cos.plan_record, whole record, ten rules",
+                "What ten rules add to a container's start"):
         assert row in out.stdout, row
 
 

@@ -97,8 +97,9 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         raise CliError(f"cannot read event {args.event}: {exc}") from None
     if args.time_limit_ms <= 0:
         raise CliError("--time-limit-ms must be positive")
+    rules = {"REDRAW_RULES_FILE": os.path.abspath(args.rules), "REDRAW_RULES": None} if args.rules else {}
     with vod_target(args, embedded_ok=True, emulator_options={"latency": args.latency}) as updates:
-        with environ(updates):
+        with environ({**updates, **rules}):
             app.reset()
             try:
                 result = app.handle(event, invocation_context(args.time_limit_ms))
@@ -170,13 +171,21 @@ def cmd_generate_event(args: argparse.Namespace) -> int:
             keys = _numbered(keys[0], args.records)
     if args.size is not None and args.size < 0:
         raise CliError("--size must be 0 or more")
+    if args.meta and args.kind != "cos":
+        raise CliError("--meta applies to cos events only")
+    from .rulescmd import parse_meta
+
+    try:
+        meta = parse_meta(args.meta)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
     if cos_kind:
         delete = args.kind == "cos-delete"
         size = args.size if args.size is not None else (0 if delete else 7340032)
         event: Any = samples.cos_event(
             keys, bucket=args.bucket, region=args.region, size=size,
-            event_name="cos:ObjectRemove:Delete" if delete else "cos:ObjectCreated:Put")
+            event_name="cos:ObjectRemove:Delete" if delete else "cos:ObjectCreated:Put", meta=meta)
     elif args.kind == "ckafka":
         event = samples.ckafka_event([samples.redraw_body(
             args.url or f"https://{args.bucket}.cos.{args.region}.myqcloud.com/{quote(key, safe='/-_.~')}")
@@ -192,6 +201,14 @@ def cmd_generate_event(args: argparse.Namespace) -> int:
             event = body
     print(dump(event), flush=True)
     return EXIT_OK
+
+
+# --- config ---------------------------------------------------------------------------------
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from .rulescmd import run
+
+    return run(args)
 
 
 # --- emulator -------------------------------------------------------------------------------
@@ -492,6 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target(p, "call instead of the in-process emulator")
     p.add_argument("--latency", type=float, default=0.0, help="in-process emulator answer delay, seconds")
     p.add_argument("--time-limit-ms", type=int, default=30000, help="the context's time_limit_in_ms")
+    p.add_argument("--rules", metavar="FILE", help="upload rules to try (a JSON file, as REDRAW_RULES_FILE; "
+                   "docs/rules.md)")
     p.set_defaults(func=cmd_invoke)
 
     p = sub.add_parser(
@@ -508,7 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  redraw generate-event ckafka --records 5\n"
                "  redraw generate-event apigw --base64 --url https://example.com/a.mp4\n"
                "  redraw generate-event cos --bucket videos-1250000000 | redraw invoke -\n"
-               "  redraw generate-event timer > events/timer-sweep.json")
+               "  redraw generate-event timer > events/timer-sweep.json\n"
+               "  redraw generate-event cos --key uploads/anime/a.mp4 --meta x-cos-meta-redraw-style=anime")
     p.add_argument("kind", choices=EVENT_KINDS, help="which event")
     p.add_argument("--bucket", default="media-1250000000", help="NAME-APPID (default %(default)s)")
     p.add_argument("--region", default="ap-guangzhou", help="default %(default)s")
@@ -519,7 +539,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base64", action="store_true", help="apigw: base64-encode the body")
     p.add_argument("--size", type=int, metavar="BYTES", help="cos: object size")
     p.add_argument("--url", help="url/apigw/ckafka/direct: the video URL (default: the --key object's URL)")
+    p.add_argument("--meta", action="append", metavar="x-cos-meta-NAME=VALUE",
+                   help="cos: the uploader's metadata (repeatable), e.g. x-cos-meta-redraw-style=anime")
     p.set_defaults(func=cmd_generate_event)
+
+    p = sub.add_parser(
+        "config", help="check the configuration and list the upload rules", formatter_class=formatter,
+        description="Validate this shell's REDRAW_* and VOD_* variables as the function would, then list "
+                    "the upload rules in the order they are tried, the defaults, the metadata headers an "
+                    "uploader may set, and check the rules against the COS trigger's filter (serverless.yml). "
+                    "Exit 1 when a rule can never apply, 2 when the configuration is invalid (docs/rules.md).",
+        epilog="examples:\n"
+               "  REDRAW_RULES='[{\"prefix\": \"uploads/anime/\", \"Style\": \"anime\"}]' redraw config\n"
+               "  REDRAW_RULES_FILE=rules.json redraw config --json")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--serverless", default="serverless.yml", help="where the trigger's filter is read "
+                   "(default %(default)s)")
+    p.add_argument("--prefix", help="the trigger's key prefix (instead of serverless.yml's)")
+    p.add_argument("--suffix", help="the trigger's key suffix (instead of serverless.yml's)")
+    p.set_defaults(func=cmd_config)
 
     p = sub.add_parser(
         "emulator", help="run a VOD emulator server until Ctrl-C", formatter_class=formatter,

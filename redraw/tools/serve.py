@@ -994,15 +994,20 @@ def run(args: Any) -> int:
                 prefix = args.prefix if args.prefix is not None else prefix
                 suffix = args.suffix if args.suffix is not None else suffix
                 try:
-                    own = (settings.state_prefix, settings.deliver_prefix or settings.state_prefix) \
-                        if local_cos is not None else ()
+                    own = (settings.state_prefix, settings.deliver_prefix or settings.state_prefix,
+                           *settings.rules.deliver_prefixes) if local_cos is not None else ()
                     service.watch_folder(args.watch, bucket=args.bucket, region=args.region, prefix=prefix,
                                          suffix=suffix, own_prefixes=own)
                 except WatchError as exc:
                     raise common.CliError(str(exc)) from None
+                from ..rules import filter_problems
+
+                mismatched = filter_problems(settings.rules, prefix, suffix)
+                lines += [f"warning: {line}" for line in mismatched[0] + mismatched[1]]
                 lines.append(f"watching {os.path.realpath(args.watch)} as bucket {args.bucket} ({args.region}), "
                              f"prefix {prefix!r} suffix {suffix!r} ({source}): a file written and closed, or "
-                             "moved in, fires cos:ObjectCreated:Put; a deleted one cos:ObjectRemove:Delete")
+                             "moved in, fires cos:ObjectCreated:Put (its metadata from FILE.meta.json, written "
+                             "first); a deleted one cos:ObjectRemove:Delete")
             if follow_up_wanted(args):
                 service.sweep_every(args.sweep_every)
             if console is not None:
