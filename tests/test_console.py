@@ -126,6 +126,8 @@ def test_an_upload_lands_in_the_folder_under_the_prefix_with_its_metadata(consol
     ("big.mp4", None, {"Content-Length": str(2 * 1024 ** 3)}, 413, "TooLarge"),
     ("clip.mp4", b"x", {"X-Redraw-Console": "0"}, 403, "NotFromTheConsole"),
     ("clip.mp4", b"x", {"Host": "attacker.example:80"}, 421, "WrongHost"),
+    ("clip.mp4", SAMPLE.read_bytes(), {"x-cos-meta-Bad_Name": "x"}, 400, "MetadataInvalid"),
+    ("clip.mp4", SAMPLE.read_bytes(), {"x-cos-meta-long": "x" * 2100}, 400, "MetadataTooLarge"),
 ])
 def test_bad_uploads_are_refused_with_the_reason_and_nothing_is_written(console, tmp_path, name, body, headers,
                                                                         status, code):
@@ -256,3 +258,15 @@ def test_a_pending_task_from_a_receipt_is_finished_by_the_lines_of_this_run(tmp_
                      delivered_to="cos://media-1250000000/redrawn/T-1.mp4"))
     [row] = board.rows()
     assert (row["state"], row["output"], row["from_receipt"], row["lines"]) == ("succeeded", "redrawn/T-1.mp4", True, 1)
+
+
+def test_the_metadata_sidecar_is_what_the_watcher_reads_and_a_plain_upload_removes_it(tmp_path):
+    from redraw.tools.console import write_sidecar
+    from redraw.tools.watch import sidecar_meta
+
+    video = tmp_path / "uploads" / "a.mp4"
+    write_sidecar(str(video), {"x-cos-meta-redraw-style": "watercolor"})
+    assert sidecar_meta(str(video)) == {"x-cos-meta-redraw-style": "watercolor"}
+    assert [p.name for p in video.parent.iterdir()] == ["a.mp4.meta.json"]   # nothing staged is left
+    write_sidecar(str(video), {})                  # the same name again without metadata: none, as on COS
+    assert sidecar_meta(str(video)) == {} and list(video.parent.iterdir()) == []

@@ -4,7 +4,8 @@
 The page is loaded once; everything after happens without a reload: a real MP4 chosen in the file input
 becomes a task whose row reaches ``succeeded``, the original and the redrawn video load side by side, a
 file that is not a video and one of 2 GB are refused with the reason and no task, a second upload of the
-same name gives a second row. ``CONSOLE_SCREENSHOT_DIR=docs/img`` saves the screenshot the docs show."""
+same name gives a second row (with metadata for the upload rules).
+``CONSOLE_SCREENSHOT_DIR=docs/img`` saves the screenshot the docs show."""
 from __future__ import annotations
 
 import json
@@ -179,6 +180,7 @@ def test_the_same_name_twice_replaces_the_file_and_both_tasks_appear(browser, co
     _wait(browser, "return document.getElementById('upload-status').textContent.includes('uploads/twice.mp4')")
     second = first + b"\0" * 16                 # another upload of the same name (trailing bytes: still an MP4)
     clip.write_bytes(second)
+    browser.find_element("css selector", "#meta").send_keys("redraw-style: watercolor")   # metadata for the rules
     _choose(browser, clip)
     rows = _wait(browser, "const r = [...document.querySelectorAll('#tasks li.task')].filter(li => "
                           "li.dataset.key === 'uploads/twice.mp4'); return r.length === 2 && "
@@ -186,6 +188,9 @@ def test_the_same_name_twice_replaces_the_file_and_both_tasks_appear(browser, co
                  what="two succeeded rows for the same name")
     assert len(set(rows)) == 2 and all(r.startswith("1500000001-AigcVideoRedrawTask-") for r in rows)
     assert (folder / "uploads" / "twice.mp4").read_bytes() == second       # the second replaced the first
+    styles = {r["task_id"]: r["applied"]["style"] for r in server.records("uploads/twice.mp4")}
+    assert sorted(styles.values(), key=str) == [None, "watercolor"]            # the second's metadata only
+    browser.find_element("css selector", "#meta").clear()
     assert javascript_errors(browser) == []
 
 

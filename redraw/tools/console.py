@@ -16,8 +16,9 @@ video, and read the function's lines for each task. This module is its HTTP serv
   waits, up to ``fire_timeout_s``, for the trigger's ``cos.record``, and an upload of the same name waits for
   the one before it to have fired, so that each is a task of its own). Refused,
   with the reason and without a task, when it is not a video (suffix or content) or 2 GB or larger.
-  ``x-cos-meta-*`` request headers are the upload's metadata, handed to the ``metadata`` hook (per-upload
-  rules); without one they are refused;
+  ``x-cos-meta-*`` request headers are the upload's metadata, handed to the ``metadata`` hook
+  (``write_sidecar`` under ``redraw serve``: the sidecar the watcher reads for the upload rules); without
+  one they are refused;
 - ``GET /files/<key>`` a file of the folder (hidden paths excepted), with Range support so videos seek.
 
 Requests must name this server in ``Host`` (no DNS rebinding) and POSTs carry ``X-Redraw-Console: 1``
@@ -42,7 +43,7 @@ from ..config import DEFAULT_VIDEO_SUFFIXES
 from ..sources.cos import MAX_INPUT_BYTES
 from .loopback import LoopbackServer, Served, parse_range
 from .taskboard import ENDED, TaskBoard
-from .watch import is_hidden
+from .watch import SIDECAR, is_hidden
 
 STATIC = Path(__file__).resolve().parent / "data" / "console"
 _STATIC_FILES = {"/": ("index.html", "text/html; charset=utf-8"),
@@ -58,6 +59,8 @@ _MAX_NAME_BYTES = 255
 _ASF = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
 _BOX_TYPES = {b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot"}
 _LINES_ROUTE = re.compile(r"^/api/tasks/([A-Za-z0-9_.-]{1,160})/lines$")
+_META_NAME = re.compile(r"^x-cos-meta-[a-z0-9-]{1,100}$")
+MAX_META_BYTES = 2048   # COS: the x-cos-meta-* headers of an object, 2 KB at most
 Deliveries = Callable[[], List[dict]]
 
 
@@ -79,6 +82,24 @@ def looks_like_video(head: bytes) -> bool:
             or head[:16] == _ASF
             or head[:4] in (b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3")
             or (len(head) > 188 and head[0] == 0x47 and head[188] == 0x47))
+
+
+def write_sidecar(path: str, meta: Dict[str, str]) -> None:
+    """The upload's ``x-cos-meta-*`` headers where ``redraw serve --watch`` reads them: the sidecar
+    ``<file>.meta.json`` (``redraw.tools.watch``), written before the file appears. An upload without
+    metadata removes an earlier upload's sidecar: a COS upload replaces its object's metadata."""
+    sidecar = path + SIDECAR
+    if not meta:
+        try:
+            os.unlink(sidecar)
+        except FileNotFoundError:
+            pass
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    staged = os.path.join(os.path.dirname(path), f".{uuid.uuid4().hex}.meta.part")  # hidden: fires nothing
+    with open(staged, "w", encoding="utf-8") as handle:
+        json.dump(meta, handle, ensure_ascii=False, indent=2)
+    os.replace(staged, sidecar)
 
 
 def upload_name(raw: Optional[str]) -> str:
@@ -185,8 +206,15 @@ class Console(Served):
         if length == 0:
             raise UploadRefused(415, "NotAVideo", f"{name} is empty, not a video")
         if meta and self.metadata is None:
-            raise UploadRefused(400, "MetadataUnsupported", "per-upload metadata (x-cos-meta-*) needs the per-upload "
-                                                            "rules of redraw serve --watch, not in this build")
+            raise UploadRefused(400, "MetadataUnsupported", "per-upload metadata (x-cos-meta-*) needs redraw serve "
+                                                            "--watch DIR (the watcher reads it from a sidecar)")
+        bad = next((name for name in meta if not _META_NAME.match(name)), None)
+        if bad is not None:
+            raise UploadRefused(400, "MetadataInvalid", f"{bad[:80]} is not a metadata name COS takes "
+                                                        "(x-cos-meta- then a-z, 0-9 and -)")
+        if sum(len(k) + len(v) for k, v in meta.items()) > MAX_META_BYTES:
+            raise UploadRefused(400, "MetadataTooLarge", f"the upload's metadata is over {MAX_META_BYTES} bytes "
+                                                         "(COS's limit for x-cos-meta-* headers)")
         staging = os.path.join(self.folder, STAGING)
         os.makedirs(staging, exist_ok=True)
         staged = os.path.join(staging, f"{uuid.uuid4().hex}.part")
@@ -196,8 +224,8 @@ class Console(Served):
                 raise UploadRefused(415, "NotAVideo", f"{name} is not a video: its content is not MP4/MOV, WebM/MKV, "
                                                       "AVI, FLV, WMV or MPEG")
             target = os.path.join(self.folder, *key.split("/"))
-            if self.metadata is not None and meta:
-                self.metadata(target, meta)   # HOOK (per-upload rules): the rules' sidecar, before the file appears
+            if self.metadata is not None:
+                self.metadata(target, meta)   # HOOK (per-upload rules): the metadata sidecar, before the file appears
             os.makedirs(os.path.dirname(target), exist_ok=True)
             # the same name again waits until this one fired: the watcher reads the file when it handles its
             # event, so two writes in quick succession would be one upload

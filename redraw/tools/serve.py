@@ -1014,8 +1014,11 @@ def run(args: Any) -> int:
                 from .console import emulator_progress
 
                 if args.watch is not None:
+                    from .console import write_sidecar
+
                     console.folder = os.path.realpath(args.watch)
                     console.prefix, console.suffix = prefix, suffix
+                    console.metadata = write_sidecar  # an upload's x-cos-meta-* headers, for the upload rules
                 if local_cos is not None:  # the tasks of an earlier run, from their receipts
                     from .taskboard import load_receipts
 
