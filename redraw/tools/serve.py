@@ -198,6 +198,8 @@ def _relay(stream: Any, on_line: Callable[[Any], None]) -> None:
                 on_line(json.loads(raw))
             except ValueError:
                 pass
+            except Exception:  # noqa: BLE001 - the relay never stops: an instance blocks on a full pipe
+                pass
 
 
 class Worker:

@@ -75,9 +75,8 @@
     say("Uploading " + file.name + " (" + sizeText(file.size) + ")…", "busy");
     byId("upload").setAttribute("aria-busy", "true");
     try {
-      const answer = await fetch("/api/upload?name=" + encodeURIComponent(file.name),
-                                 {method: "POST", headers: headers, body: file});
-      const body = await answer.json().catch(() => ({}));
+      const answer = await send("/api/upload?name=" + encodeURIComponent(file.name), headers, file);
+      const body = answer.body;
       if (!answer.ok) {
         const message = body.error && body.error.message ? body.error.message : "the server answered " + answer.status;
         say("Not uploaded: " + message + ".", "bad");
@@ -92,6 +91,31 @@
       byId("upload").removeAttribute("aria-busy");
       byId("file").value = "";
     }
+  }
+
+  // XMLHttpRequest rather than fetch: it reports the upload's progress (said in 10 % steps)
+  function send(url, headers, file) {
+    return new Promise((resolve, reject) => {
+      const request = new XMLHttpRequest();
+      let said = -1;
+      request.open("POST", url);
+      for (const [name, value] of Object.entries(headers)) request.setRequestHeader(name, value);
+      request.upload.onprogress = (event) => {
+        if (!event.lengthComputable) return;
+        const step = Math.floor(event.loaded * 10 / event.total) * 10;
+        if (step === said) return;
+        said = step;
+        say(step < 100 ? "Uploading " + file.name + ": " + step + " % of " + sizeText(file.size) + "…"
+                       : "Uploaded " + file.name + "; waiting for the COS trigger…", "busy");
+      };
+      request.onload = () => {
+        let body = {};
+        try { body = JSON.parse(request.responseText); } catch (error) { body = {}; }
+        resolve({ok: request.status >= 200 && request.status < 300, status: request.status, body: body});
+      };
+      request.onerror = () => reject(new Error("the connection failed"));
+      request.send(file);
+    });
   }
 
   function setUpUploads() {
