@@ -189,6 +189,38 @@ class Console(Served):
     # --- uploads ------------------------------------------------------------------------------
 
     def upload(self, name: str, length: Optional[int], body: Any, meta: Dict[str, str]) -> Dict[str, Any]:
+        """Write an upload into the folder (UploadRefused: why not); its key, size, row and whether it fired."""
+        key, length = self._checked(name, length, meta)
+        assert self.folder is not None
+        staging = os.path.join(self.folder, STAGING)
+        os.makedirs(staging, exist_ok=True)
+        staged = os.path.join(staging, f"{uuid.uuid4().hex}.part")
+        try:
+            head = _receive(body, length, staged)
+            if not looks_like_video(head):
+                raise UploadRefused(415, "NotAVideo", f"{key.rsplit('/', 1)[-1]} is not a video: its content is not "
+                                                      "MP4/MOV, WebM/MKV, AVI, FLV, WMV or MPEG")
+            target = os.path.join(self.folder, *key.split("/"))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            # the same name again waits until this one fired: the watcher reads the file (and its metadata
+            # sidecar) when it handles the event, so two uploads in quick succession would be one
+            with self._key_lock(key):
+                if self.metadata is not None:
+                    self.metadata(target, meta)   # HOOK (per-upload rules): the metadata sidecar, before the file
+                row = self.board.note_upload(key, length)  # before the move: the trigger's line finds the row
+                try:
+                    os.replace(staged, target)  # moved in complete: one cos:ObjectCreated:Put, as a COS upload
+                except OSError:
+                    self.board.forget(row)
+                    raise
+                fired = self.board.wait_taken(row, self.fire_timeout_s)
+            return {"key": key, "size": length, "row": row, "fired": fired}
+        finally:
+            if os.path.exists(staged):
+                os.unlink(staged)
+
+    def _checked(self, name: str, length: Optional[int], meta: Dict[str, str]) -> Tuple[str, int]:
+        """The upload's key and size, or UploadRefused before anything is read or written."""
         if self.folder is None:
             raise UploadRefused(409, "NoFolder", self.config()["why_no_uploads"])
         name = upload_name(name)
@@ -208,39 +240,14 @@ class Console(Served):
         if meta and self.metadata is None:
             raise UploadRefused(400, "MetadataUnsupported", "per-upload metadata (x-cos-meta-*) needs redraw serve "
                                                             "--watch DIR (the watcher reads it from a sidecar)")
-        bad = next((name for name in meta if not _META_NAME.match(name)), None)
+        bad = next((header for header in meta if not _META_NAME.match(header)), None)
         if bad is not None:
             raise UploadRefused(400, "MetadataInvalid", f"{bad[:80]} is not a metadata name COS takes "
                                                         "(x-cos-meta- then a-z, 0-9 and -)")
         if sum(len(k) + len(v) for k, v in meta.items()) > MAX_META_BYTES:
             raise UploadRefused(400, "MetadataTooLarge", f"the upload's metadata is over {MAX_META_BYTES} bytes "
                                                          "(COS's limit for x-cos-meta-* headers)")
-        staging = os.path.join(self.folder, STAGING)
-        os.makedirs(staging, exist_ok=True)
-        staged = os.path.join(staging, f"{uuid.uuid4().hex}.part")
-        try:
-            head = _receive(body, length, staged)
-            if not looks_like_video(head):
-                raise UploadRefused(415, "NotAVideo", f"{name} is not a video: its content is not MP4/MOV, WebM/MKV, "
-                                                      "AVI, FLV, WMV or MPEG")
-            target = os.path.join(self.folder, *key.split("/"))
-            if self.metadata is not None:
-                self.metadata(target, meta)   # HOOK (per-upload rules): the metadata sidecar, before the file appears
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            # the same name again waits until this one fired: the watcher reads the file when it handles its
-            # event, so two writes in quick succession would be one upload
-            with self._key_lock(key):
-                row = self.board.note_upload(key, length)  # before the move: the trigger's line finds the row
-                try:
-                    os.replace(staged, target)  # moved in complete: one cos:ObjectCreated:Put, as a COS upload
-                except OSError:
-                    self.board.forget(row)
-                    raise
-                fired = self.board.wait_taken(row, self.fire_timeout_s)
-            return {"key": key, "size": length, "row": row, "fired": fired}
-        finally:
-            if os.path.exists(staged):
-                os.unlink(staged)
+        return key, length
 
     def _key_lock(self, key: str) -> threading.Lock:
         with self._locks_lock:
