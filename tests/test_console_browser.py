@@ -228,6 +228,10 @@ def test_a_task_whose_output_cannot_be_played_says_so_and_the_page_keeps_working
                               "li.dataset.state === 'failed'); return li && li.querySelector('.problem').textContent",
                      what="the failed row")
         assert text == "Failed: 70000: the redraw failed"
+        shown = browser.execute_script(
+            "const li = [...document.querySelectorAll('#tasks li.task')].find(li => li.dataset.state === 'failed'); "
+            "return [...li.querySelectorAll('.media, .progress-line')].map(e => e.getClientRects().length)")
+        assert shown == [0, 0]          # a failed task shows no videos and no progress, only its error
         inbox.extend([{"task_id": failed, "type": "task.failed", "received_at": "2026-12-07T10:00:10Z",
                        "webhook_id": "msg_1", "verified": True, "answered": "503"},
                       {"task_id": failed, "type": "task.failed", "received_at": "2026-12-07T10:00:11Z",
@@ -252,3 +256,6 @@ def test_a_task_whose_output_cannot_be_played_says_so_and_the_page_keeps_working
                       what="the redrawn video of a task without an upload", args=(by_url,))
         assert shown == [True, ""]      # only the redrawn video: its input was a URL, not a file of the folder
         assert javascript_errors(browser, network=False) == []
+        if os.environ.get("CONSOLE_SCREENSHOT_DIR"):
+            browser.execute_script("document.getElementById('tasks-heading').scrollIntoView()")
+            browser.save_screenshot(str(Path(os.environ["CONSOLE_SCREENSHOT_DIR"]) / "console-faults.png"))

@@ -190,7 +190,7 @@
     el.dataset.id = task.id;
     el.dataset.key = task.key || "";
     el.dataset.state = task.state;
-    el.querySelector(".key").textContent = task.key || "(no key)";
+    el.querySelector(".key").textContent = task.key || "a task from a request (no upload)";
     const state = el.querySelector(".state");
     state.textContent = STATE_TEXT[task.state] || task.state;
     state.className = "state state-" + task.state.replace(" ", "-");
