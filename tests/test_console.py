@@ -270,3 +270,27 @@ def test_the_metadata_sidecar_is_what_the_watcher_reads_and_a_plain_upload_remov
     assert [p.name for p in video.parent.iterdir()] == ["a.mp4.meta.json"]   # nothing staged is left
     write_sidecar(str(video), {})                  # the same name again without metadata: none, as on COS
     assert sidecar_meta(str(video)) == {} and list(video.parent.iterdir()) == []
+
+
+def test_the_relay_passes_every_line_on_even_when_the_console_fails_on_one(capfd):
+    """The instances' lines reach serve's stdout unchanged with a console, and a fault in the console's board
+    never stops the relay (an instance would block on a full pipe)."""
+    from redraw.tools import serve
+
+    seen = []
+
+    def fragile(line):
+        seen.append(line["event"])
+        raise RuntimeError("the console's own fault")
+
+    pool = serve.Pool(1, serve.worker_env({"VOD_SUB_APP_ID": "1500000001"}), 10_000)
+    pool.on_line = fragile
+    try:
+        pool.start()
+        answers = [pool.invoke({"unknown": "event"}, serve.common.invocation_context(10_000)) for _ in range(3)]
+    finally:
+        pool.close()
+    assert [a.get("error") for a in answers] == ["UnsupportedTriggerError"] * 3   # the function answered each
+    wait_for(lambda: len(seen) == 3, 10, "the relay to pass on the three lines")   # it writes each before on_line
+    out = [json.loads(line) for line in capfd.readouterr().out.splitlines()]
+    assert [line["event"] for line in out] == seen == ["event.rejected"] * 3
