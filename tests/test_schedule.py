@@ -102,7 +102,10 @@ def test_honest_progress_is_noticed_just_after_the_end(duration, wait_share, loa
         return max(0, min(99, int(100 * (t - begin) / (end - begin)))) if t >= begin else 0
 
     noticed, checks = follow(created, end, progress, load=load, begin=begin)
-    assert noticed - end <= schedule.min_gap(load, KNOBS) + KNOBS.margin + 1e-6, (noticed - end, checks)
+    # within the shortest gap, plus (at load, where the check aims at the central estimate) what an
+    # integer Progress cannot tell: one point of the processing time
+    resolution = 0.01 * (end - begin) if load.in_flight == 6000 else 0.0
+    assert noticed - end <= schedule.min_gap(load, KNOBS) + KNOBS.margin + resolution + 1e-6, (noticed - end, checks)
     if load.in_flight == 6000:  # at most ~4 by age while it waits (up to half its length), ~6 processing
         assert checks <= 10, checks
 

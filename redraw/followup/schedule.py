@@ -34,6 +34,7 @@ class Knobs:
     age_factor: float = 0.1       # the fallback waits this share of the task's age
     slack: float = 3.0            # Progress points of noise the earliest end allows for
     approach: float = 0.7         # share of the way to the predicted end a check goes (1 at load)
+    resolution: float = 0.02      # below Progress 0.5/resolution (25) the central estimate is not aimed at
     margin: float = 0.5           # a predicted check comes this long after the predicted end
     load_gap_share: float = 0.1   # at load, min gap = this share of Load.spacing
     age_gap_share: float = 1.0    # the fallback's gap is at least this share of Load.spacing
@@ -148,7 +149,10 @@ def next_check(created: float, seen: Optional[Seen], load: Load, knobs: Knobs = 
         return min(ceiling, max(floor, fallback)), BY_AGE
     low, mid, steady = ends
     tight = min(1.0, load.spacing / knobs.tight_spacing)  # 0: plenty of budget, 1: none to spare
-    target = low + tight * (mid - low)  # the earliest end, or at load the central estimate
+    # the earliest end, or at load the central estimate; but a low Progress (an integer) tells the end
+    # only roughly (±0.5/p): then stay nearer the earliest end and look again
+    p = float(seen.progress or 1.0)
+    target = low + tight * min(1.0, knobs.resolution * 2.0 * p) * (mid - low)
     # far from the end, go only part of the way: a nearer look corrects a prediction from noisy Progress
     reach = knobs.approach + (1.0 - knobs.approach) * tight
     when = seen.at + reach * max(0.0, target - seen.at) + knobs.margin
