@@ -29,9 +29,12 @@ loop: $(STAMP)
 serve: $(STAMP)
 	$(PY) -m redraw.tools serve $(SERVE_ARGS)
 
-## Run the test suite (what CI runs).
+## Run the test suite (what CI runs), on TEST_WORKERS parallel workers (pytest-xdist): most of its time is
+## waiting (servers, subprocesses, timers), not CPU. Grouped tests (xdist_group) share one worker; the slow
+## ones start first (tests/conftest.py). TEST_WORKERS=0 runs it in this one process.
+TEST_WORKERS ?= 4
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 ## Deployment package for SCF (Linux x86_64, CPython 3.10 wheels + 3.10 bytecode): dist/redraw-scf.zip,
 ## and the same tree unpacked in dist/redraw-scf/ (the `src` of serverless.yml).

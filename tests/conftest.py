@@ -2,12 +2,14 @@
 and ``invoke`` which runs ``main_handler`` and returns the result with the parsed log lines."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Iterator, List, Optional
 
 import pytest
 from hypothesis import settings as hypothesis_settings
@@ -31,6 +33,34 @@ SECRET_CANARY = "CANARY-secret-key-9f8e7d6c5b4a"
 TOKEN_CANARY = "CANARY-session-token-1a2b3c4d5e6f"
 BUCKET = "media-1250000000"
 STATE = "redraw-state-1250000000"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes seconds (subprocesses, real time): run first, so that "
+                                       "`make test`'s workers start the long tests at once")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slow tests first (in their order), then the rest: with ``make test``'s parallel workers the suite
+    lasts at least as long as its longest test, so that one must not start last."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@contextlib.contextmanager
+def run_wide(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Path]:
+    """A folder of this test run that every xdist worker shares, held under an exclusive lock: what one
+    worker builds there (once) the others wait for and reuse."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # each worker's basetemp is a folder of the run's
+    folder = base / name
+    folder.mkdir(exist_ok=True)
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield folder
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
+
+pytestmark = pytest.mark.slow  # subprocesses: scheduled first (conftest)
 
 
 def test_benchmark_smoke_run():

@@ -291,6 +291,7 @@ def main_handler(event, context):
 '''
 
 
+@pytest.mark.slow
 def test_reload_and_a_function_that_misbehaves(tmp_path, vod):
     root = _copy_checkout(tmp_path)
     (root / "handler.py").write_text(MISBEHAVING)
