@@ -96,6 +96,13 @@ def env(emulator, monkeypatch):
     pacing.reset_limiters()
 
 
+def end_tasks(emulator: VodEmulator) -> None:
+    """Every task the VOD emulator holds has run its course now (its start moved back by its duration:
+    nothing waits for the clock)."""
+    for task_id, task in emulator.tasks.items():
+        emulator.age_task(task_id, task.get("duration") or emulator.task_duration)
+
+
 class FakeClock:
     """A clock and sleep for pacing and retry tests: sleeping moves time, nothing waits."""
 
@@ -191,5 +198,5 @@ def follow(env, cos, emulator):
     env.setenv("TENCENTCLOUD_REGION", "ap-guangzhou")
     env.setenv("REDRAW_COS_ENDPOINT", cos.url)
     env.setenv("REDRAW_POLL_MAX_INTERVAL_S", "0")
-    emulator.task_duration = 0.2
+    emulator.task_duration = 60  # running until the test ends them (test_followup.wait_ended)
     return env

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUCKET, STATE, SUB_APP_ID
+from conftest import BUCKET, STATE, SUB_APP_ID, end_tasks
 from redraw.tools import samples
 
 TIMER = {"Type": "Timer", "TriggerName": "redraw-sweep", "Time": "2026-12-05T08:00:00Z", "Message": "sweep"}
@@ -26,8 +26,9 @@ def upload(invoke, key="uploads/2026/clip.mp4"):
     return out
 
 
-def wait_ended(emulator, seconds=0.3):
-    time.sleep(seconds)
+def wait_ended(emulator):
+    """The tasks VOD runs have ended (conftest.end_tasks: nothing waits)."""
+    end_tasks(emulator)
 
 
 def finisher_gone(cos, task_id):
