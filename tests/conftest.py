@@ -46,6 +46,12 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
+def in_background() -> None:
+    """``preexec_fn`` for a CPU-heavy subprocess (a benchmark smoke, a package build): a lower priority
+    (nice 10), so that the tests beside it that count milliseconds (pacing, budgets) keep theirs."""
+    os.nice(10)
+
+
 @contextlib.contextmanager
 def run_wide(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Path]:
     """A folder of this test run that every xdist worker shares, held under an exclusive lock: what one

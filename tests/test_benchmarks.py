@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, in_background
 
 pytestmark = pytest.mark.slow  # subprocesses: scheduled first (conftest)
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow  # subprocesses: scheduled first (conftest)
 def test_benchmark_smoke_run():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VOD_", "REDRAW_", "TENCENTCLOUD_"))}
     out = subprocess.run([sys.executable, "benchmarks/bench.py", "--smoke"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=240)
+                         capture_output=True, text=True, timeout=240, preexec_fn=in_background)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     for row in ("cold start", "warm overhead", "connections", "burst", "soak"):
         assert row in out.stdout.lower(), row
@@ -26,7 +26,7 @@ def test_scale_benchmark_smoke_run():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VOD_", "REDRAW_", "TENCENTCLOUD_"))}
     out = subprocess.run([sys.executable, "benchmarks/scale.py", "--instances", "2", "--modes", "fixed,adaptive,redis",
                           "--uploads", "12", "--max-event", "4", "--out", "-"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, preexec_fn=in_background)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     rows = [line for line in out.stdout.splitlines() if line.startswith("| 2 ")]
     assert [row.split("|")[2].strip() for row in rows] == ["fixed", "adaptive", "redis"]
@@ -38,7 +38,7 @@ def test_scale_benchmark_smoke_run():
 def test_scale_model_smoke_run():
     """The virtual-time model runs the real pacer; it asserts itself that no upload is lost."""
     out = subprocess.run([sys.executable, "benchmarks/scale_model.py", "--instances", "1,4", "--seeds", "1",
-                          "--uploads", "200"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+                          "--uploads", "200"], cwd=ROOT, capture_output=True, text=True, timeout=120, preexec_fn=in_background)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     rows = [line.split("|")[1:3] for line in out.stdout.splitlines() if line.startswith(("| 1 ", "| 4 "))]
     assert [[c.strip() for c in r] for r in rows] == [["1", "adaptive"], ["1", "oracle"], ["4", "adaptive"],
@@ -50,7 +50,7 @@ def test_serve_benchmark_smoke_run():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VOD_", "REDRAW_", "TENCENTCLOUD_"))}
     env["PYTHONPATH"] = str(ROOT)
     out = subprocess.run([sys.executable, "benchmarks/serve_bench.py", "--smoke"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=240)
+                         capture_output=True, text=True, timeout=240, preexec_fn=in_background)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     for row in ("warm request through `redraw serve`", "50 concurrent requests", "watch: file closed"):
         assert row in out.stdout, row
@@ -62,7 +62,7 @@ def test_followup_soak_smoke_run():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VOD_", "REDRAW_", "TENCENTCLOUD_"))}
     env["PYTHONPATH"] = str(ROOT)
     out = subprocess.run([sys.executable, "benchmarks/followup_soak.py", "--smoke"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=120, preexec_fn=in_background)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     rows = {cells[1]: cells[2:] for cells in ([c.strip() for c in line.split("|")]
                                               for line in out.stdout.splitlines() if line.startswith("| "))}
@@ -79,7 +79,7 @@ def test_followup_benchmark_smoke_run():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VOD_", "REDRAW_", "TENCENTCLOUD_"))}
     env["PYTHONPATH"] = str(ROOT)
     out = subprocess.run([sys.executable, "benchmarks/followup_bench.py", "--smoke"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=120, preexec_fn=in_background)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     for row in ("cold start: development tree + COS SDK, follow-up on",
                 "tasks finished per second of sweep time", "throughput: function / bare", "importing qcloud_cos"):

@@ -20,6 +20,7 @@ from redraw.accepted import AcceptedMemory
 from redraw.core import REMEMBERED
 from redraw.errors import UpstreamError
 from redraw.pacing import AdaptiveLimiter, FixedRateLimiter
+from redraw.pacing.base import JITTER_MARGIN
 from redraw.retries import Deadline, call_with_retries
 from redraw.tools.samples import cos_event
 
@@ -32,6 +33,30 @@ def _max_in_any_window(times, window=1.0):
             j += 1
         best = max(best, i - j + 1)
     return best
+
+
+class Oversleep:
+    """How late this machine wakes a sleeper while a test runs (its scheduling delay, in seconds): a thread
+    sleeps 2 ms at a time and keeps the largest overshoot."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            asked = time.monotonic()
+            time.sleep(0.002)
+            self.worst = max(self.worst, time.monotonic() - asked - 0.002)
+
+    def __enter__(self) -> "Oversleep":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 # --- pacing on a fake clock -----------------------------------------------------------------
@@ -288,10 +313,11 @@ def test_instances_sharing_redis_stay_within_the_budget(emulator, redis_server, 
             event = cos_event([f"multi/i{i}/k{j:02d}.mp4" for j in range(20)])
             results[i] = instance.invoke(event, {"request_id": f"multi-{i}", "time_limit_in_ms": 30000})
         threads = [threading.Thread(target=run, args=(i, inst)) for i, inst in enumerate(instances)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
+        with Oversleep() as machine:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
     finally:
         for instance in instances:
             instance.close()
@@ -299,7 +325,11 @@ def test_instances_sharing_redis_stay_within_the_budget(emulator, redis_server, 
     assert emulator.task_count == 60
     arrivals = [c["time"] for c in emulator.calls if c["action"] == "CreateAigcVideoRedrawTask"]
     offsets = [round((t - min(arrivals)) * 1000) for t in sorted(arrivals)]  # ms, shown if the next fails
-    assert _max_in_any_window(arrivals) <= 20, offsets  # every arrival counted, throttled or not
+    # The budget's margin (JITTER_MARGIN) covers 20 ms of lateness between a slot and its arrival. A busy
+    # machine (the suite's other workers) can wake a sender later than that: the window is shortened by
+    # the lateness it showed meanwhile (none on a quiet machine).
+    window = 1.0 - max(0.0, machine.worst - JITTER_MARGIN)
+    assert _max_in_any_window(arrivals, window) <= 20, (offsets, machine.worst)  # every arrival, throttled or not
     assert emulator.rate_limit_hits == 0, offsets
     logs = "".join(p.read_text() for p in tmp_path.glob("instance-*.log"))
     assert REDIS_PASSWORD_CANARY not in logs
