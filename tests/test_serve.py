@@ -315,7 +315,8 @@ def test_reload_and_a_function_that_misbehaves(tmp_path, vod):
         (root / "handler.py").write_text(source.replace("VERSION = 1", "VERSION = 2").replace(
             "return answer", 'answer["headers"]["X-Reloaded"] = "1"\n    return answer'))
         wait_for(lambda: running.request("POST", "/redraw", BODY)[1].get("x-reloaded") == "1", 30, "the reload")
-        assert any("code changed (handler.py)" in line for line in running.errors())
+        # said once the new instances serve (the line may follow their first answer)
+        wait_for(lambda: any("code changed (handler.py)" in line for line in running.errors()), 10, "the reload's line")
         thread.join(30)
         assert in_flight and in_flight[0][0] == 200 and _json(in_flight[0][2]) == {"version": 1}
         assert _json(running.request("GET", "/slow")[2]) == {"version": 2}
