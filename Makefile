@@ -32,7 +32,7 @@ serve: $(STAMP)
 ## Run the test suite (what CI runs), on TEST_WORKERS parallel workers (pytest-xdist): most of its time is
 ## waiting (servers, subprocesses, timers), not CPU. Grouped tests (xdist_group) share one worker; the slow
 ## ones start first (tests/conftest.py). TEST_WORKERS=0 runs it in this one process.
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 6
 test: $(STAMP)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
