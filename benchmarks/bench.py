@@ -609,6 +609,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--cold-only", action="store_true", help="only the cold-start variants (writes no file "
                                                                  "unless --output is given)")
+    parser.add_argument("--no-cold", action="store_true", help="all but the cold-start variants (writes no file "
+                                                               "unless --output is given)")
     args = parser.parse_args(argv)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     cfg = dict(MODES[mode])
@@ -617,7 +619,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     try:
-        variants = cold_start(cfg, mode)
+        variants = [] if args.no_cold else cold_start(cfg, mode)
         if args.cold_only:
             report, _table, fails = build_report(mode, cfg, variants, None, None, None, None)
             print(report)
@@ -648,7 +650,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     finally:
         S.reset_container()
     report, table, fails = build_report(mode, cfg, variants, warm, conn, bur, naive, soak)
-    output = args.output or (None if mode == "smoke" else BENCH / "results.md")
+    output = args.output or (None if mode == "smoke" or args.no_cold else BENCH / "results.md")
     return S.finish_report(report, str(output) if output else None, log, mode, started, fails, args.strict)
 
 
