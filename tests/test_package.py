@@ -17,7 +17,8 @@ import pytest
 
 from conftest import ROOT, in_background, run_wide
 
-pytestmark = pytest.mark.slow  # subprocesses: scheduled first (conftest)
+# subprocesses: scheduled first (conftest); on one worker, which builds the zip once while the others go on
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("package")]
 
 #: Top-level names that belong to the tools or the tests, never to the function.
 TOOL_DEPENDENCIES = ("rich", "tqdm", "yaml", "pytest", "hypothesis", "_pytest", "mypy", "ruff", "watchdog",
