@@ -67,7 +67,8 @@ def test_a_written_file_fires_one_upload_event(watched, bucket, vod):
     assert line["url"] == "http://media-1250000000.cos.ap-guangzhou.myqcloud.com/uploads/" + quote("My Clip 夏.mp4")
     settle(watched, bucket, "once")
     assert len(watched.records("uploads/My Clip 夏.mp4")) == 1
-    assert any("cos:ObjectCreated:Put uploads/My Clip 夏.mp4: submitted" in line for line in watched.errors())
+    assert wait_for(lambda: any("cos:ObjectCreated:Put uploads/My Clip 夏.mp4: submitted" in line
+                                for line in watched.errors()))  # said once the invocation has returned
 
 
 def test_a_file_closed_right_after_the_first_answer_fires(vod, tmp_path):
