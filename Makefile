@@ -30,11 +30,11 @@ serve: $(STAMP)
 	$(PY) -m redraw.tools serve $(SERVE_ARGS)
 
 ## Run the test suite (what CI runs), on TEST_WORKERS parallel workers (pytest-xdist): most of its time is
-## waiting (servers, subprocesses, timers), not CPU. Grouped tests (xdist_group) share one worker; the slow
-## ones start first (tests/conftest.py). TEST_WORKERS=0 runs it in this one process.
+## waiting (servers, subprocesses, timers), not CPU. Tests go to the workers one at a time, the slow ones
+## first (tests/conftest.py). TEST_WORKERS=0 runs it in this one process.
 TEST_WORKERS ?= 6
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist load --maxschedchunk 1
 
 ## The documentation site (mkdocs.yml, docs/) on http://127.0.0.1:8000 with search, reloading on changes.
 ## DOCS_ARGS="-a 127.0.0.1:8001" for another port; the suite builds it with --strict (tests/test_docs.py).

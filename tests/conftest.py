@@ -38,12 +38,17 @@ STATE = "redraw-state-1250000000"
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes seconds (subprocesses, real time): run first, so that "
                                        "`make test`'s workers start the long tests at once")
+    config.addinivalue_line("markers", "last: reuses what a slow test builds (run_wide): run after the rest")
 
 
 def pytest_collection_modifyitems(config, items):
-    """The slow tests first (in their order), then the rest: with ``make test``'s parallel workers the suite
-    lasts at least as long as its longest test, so that one must not start last."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The slow tests first (in their order), then the rest, then the ``last``: with ``make test``'s parallel
+    workers the suite lasts at least as long as its longest test, so that one must not start last."""
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("slow"):
+            return 0
+        return 2 if item.get_closest_marker("last") else 1
+    items.sort(key=rank)
 
 
 def in_background() -> None:

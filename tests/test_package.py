@@ -17,8 +17,9 @@ import pytest
 
 from conftest import ROOT, in_background, run_wide
 
-# subprocesses: scheduled first (conftest); on one worker, which builds the zip once while the others go on
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("package")]
+# The first test builds the zip (scheduled first, conftest); the others reuse it, scheduled last, so that no
+# worker of `make test` waits for the build.
+pytestmark = pytest.mark.last
 
 #: Top-level names that belong to the tools or the tests, never to the function.
 TOOL_DEPENDENCIES = ("rich", "tqdm", "yaml", "pytest", "hypothesis", "_pytest", "mypy", "ruff", "watchdog",
@@ -39,6 +40,7 @@ def package(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_the_zip_holds_no_tool_module_or_tool_dependency(package):
     names = zipfile.ZipFile(package).namelist()
     assert "handler.py" in names and "redraw/app.py" in names
