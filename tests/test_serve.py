@@ -39,7 +39,8 @@ def vod():
 
 @pytest.fixture(scope="module")
 def server(vod):
-    with Served("--endpoint", vod.url, "--no-reload", env=function_env()) as running:
+    # two warm instances (not 4): each worker of `make test` that runs these tests starts its own server
+    with Served("--endpoint", vod.url, "--no-reload", "--instances", "2", env=function_env()) as running:
         yield running
 
 

@@ -39,7 +39,8 @@ def bucket(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def watched(vod, bucket):
     # the prefix comes from serverless.yml (cwd is the checkout); --suffix narrows it to .mp4 here
-    with Served("--endpoint", vod.url, "--no-reload", "--watch", str(bucket), "--suffix", ".mp4",
+    # two warm instances (not 4): each worker of `make test` that runs these tests starts its own server
+    with Served("--endpoint", vod.url, "--no-reload", "--instances", "2", "--watch", str(bucket), "--suffix", ".mp4",
                 env=function_env()) as running:
         wait_for(lambda: any("prefix 'uploads/' suffix '.mp4'" in line for line in running.errors()))
         yield running
