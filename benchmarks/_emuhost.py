@@ -5,7 +5,8 @@
 
 The first stdout line is ``{"url": ...}``. Then each stdin line is a command, answered by one
 stdout line: ``{"op": "add_tasks", "n": 10, "sub_app_id": 1, "age": 60, "sources": [...]}`` (VOD:
-the TaskIds), ``{"op": "stats"}`` (calls by action/operation, limit hits, this process's CPU
+the TaskIds), ``{"op": "finish_times", "task_ids": [...]}`` (VOD: each task's FinishTime),
+``{"op": "stats"}`` (calls by action/operation, limit hits, this process's CPU
 seconds), ``{"op": "reset"}`` (forget calls; tasks and objects stay), ``{"op": "stop"}``. Keeping the
 emulators out of the measured process means their CPU time is their own (``stats`` reports it).
 """
@@ -32,9 +33,13 @@ def main() -> int:
     if kind == "vod":
         from redraw.tools.emulator import VodEmulator
 
+        durations = options.get("task_durations")
         emu = VodEmulator(rps=options.get("rps"), task_duration=options.get("task_duration", 0.5),
                           output_bytes=options.get("output_bytes"),
-                          describe_rps=options.get("describe_rps", 100))
+                          describe_rps=options.get("describe_rps", 100),
+                          task_durations=tuple(durations) if durations else None, slots=options.get("slots"),
+                          progress_mode=options.get("progress_mode", "honest"),
+                          progress_noise=options.get("progress_noise", 0.0), fault_seed=options.get("fault_seed"))
     elif kind == "cos":
         from redraw.tools.cos_emulator import CosEmulator
 
@@ -58,6 +63,10 @@ def main() -> int:
                                     session_context=ctx)
                        for src, ctx in zip(sources, contexts)]
                 answer: dict = {"task_ids": ids}
+            elif op == "finish_times":  # VOD's FinishTime of each task (epoch seconds; by its model)
+                tasks = emu.tasks
+                answer = {"finish": {tid: emu.state_at(tasks[tid], 0.0)[3] for tid in command["task_ids"]
+                                     if tid in tasks}}
             elif op == "output_url":
                 answer = {"url": emu.output_url(command["task_id"])}
             elif op == "stats":

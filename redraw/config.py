@@ -264,6 +264,12 @@ class Settings:
     describe_rps: float = var("REDRAW_DESCRIBE_RPS", "DescribeTaskDetail budget of the sweep, requests per second "
                               "(the API's limit is 100)", cs.float_schema(ge=0.1, le=100000.0), 100.0, shown="100")
     sweep_concurrency: int = var("REDRAW_SWEEP_CONCURRENCY", "tasks one sweep checks in parallel", _range(1, 64), 16)
+    sweep_window_s: float = var("REDRAW_SWEEP_WINDOW_S", "seconds one sweep keeps checking pending tasks as they "
+                                "fall due, listing them again every few seconds (0: one pass)",
+                                cs.float_schema(ge=0.0, le=900.0), 0.0, shown="0")
+    check_min_gap_s: float = var("REDRAW_CHECK_MIN_GAP_S", "shortest wait between two checks of one task, in "
+                                 "seconds; the schedule's other times derive from it (first check at 5x, listing "
+                                 "every 2.5x)", cs.float_schema(ge=0.01, le=60.0), 2.0, shown="2")
     deliver_prefix: Optional[str] = var("REDRAW_DELIVER_PREFIX", "deliver each succeeded task's output into COS under "
                                         "this prefix, e.g. redrawn/ (uploads: in their own bucket at <prefix><key>)",
                                         _after(cs.str_schema(max_length=200), _prefix), None, shown="(empty: no delivery)")

@@ -96,6 +96,33 @@ def test_followup_benchmark_smoke_run():
         assert row in out.stdout, row
 
 
+def test_notice_sim_smoke_run():
+    """benchmarks/notice_sim.py at short horizons: the schedule's own code in simulated time, new and old."""
+    out = subprocess.run([sys.executable, "benchmarks/notice_sim.py", "--smoke"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in out.stdout.splitlines()
+            if line.startswith("| light") or line.startswith("| worst")]
+    assert {(r[1].split()[0], r[2]) for r in rows} == {("honest", "new"), ("honest", "old"), ("silent", "new"),
+                                                       ("silent", "old")}
+    for row in rows:
+        assert int(row[9]) <= 100, row  # DescribeTaskDetail in the busiest second
+
+
+def test_notice_benchmark_smoke_run():
+    """benchmarks/notice_bench.py --smoke: the real sweep in a timer-fired process against both emulators in
+    processes of their own; every task noticed, DescribeTaskDetail never over 100/s (else exit 2)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOD_", "REDRAW_", "TENCENTCLOUD_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    out = subprocess.run([sys.executable, "benchmarks/notice_bench.py", "--smoke"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    [row] = [[c.strip() for c in line.split("|")[1:-1]] for line in out.stdout.splitlines()
+             if line.startswith("| smoke")]
+    done, total = row[3].split("/")
+    assert done == total and int(total) > 0, row
+
+
 def test_rules_benchmark_quick_run():
     """benchmarks/rules_bench.py --quick: matching and applying rules per record, and at a container's start."""
     out = subprocess.run([sys.executable, "benchmarks/rules_bench.py", "--quick", "--out", "-"], cwd=ROOT,

@@ -1,11 +1,14 @@
 """The sweep: what the timer trigger runs. It checks the pending tasks that are due and finishes
 the ones that ended, each exactly once.
 
-- **Schedule by age.** A pending record's key carries its creation time, and its LastModified is
-  when it was last checked (each check that finds the task still running rewrites it). A task is
-  due when it has waited as long as its age at the last check, up to ``REDRAW_POLL_MAX_INTERVAL_S``
-  (0: always): checks at about 1, 2, 4, 8 minutes of age, then every few minutes. The longest
-  waiting go first; what the invocation's time does not reach waits for the next sweep.
+- **Schedule by VOD's word** (``schedule``, ``book``). A pending record's key carries its creation
+  time, its LastModified the last check, its ``seen`` field what VOD said then (Progress,
+  BeginProcessTime). A running task is checked just after the end its Progress predicts, else by
+  its age (never later than the old ladder: as long as its age, up to ``REDRAW_POLL_MAX_INTERVAL_S``;
+  0: every task at every pass). With ``REDRAW_SWEEP_WINDOW_S`` the sweep keeps working through its
+  invocation: it lists again every few seconds and checks each task when it is due; the warm
+  container's book remembers the records it read. More due than the budget allows: the tasks
+  predicted to have ended go first; what the invocation's time does not reach waits for the next.
 - **Paced.** DescribeTaskDetail goes through a pacer of its own (``REDRAW_DESCRIBE_RPS``, the API's
   100/s), RequestLimitExceeded handled as on the create path.
 - **Exactly once.** An ended task is finished by whoever creates its claim
@@ -28,7 +31,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from .. import policy, tasks
 from ..errors import RedrawError, StorageError, UpstreamError
@@ -36,7 +39,9 @@ from ..pacing import pacer_for
 from ..retries import MIN_ATTEMPT_TIME, Deadline, call_with_retries
 from ..runtime import Runtime, ms_since
 from ..vod import DESCRIBE_ACTION
-from . import records, store_for
+from . import book as books
+from . import records, schedule, store_for
+from .schedule import Seen
 from .delivery import DeliveryDeferred, OutputUnavailable, deliver
 
 #: A task VOD does not know is declared lost only this long after its creation (VOD may not
@@ -47,8 +52,9 @@ ENDED = ("FINISH", "ABORTED")
 
 
 def due(now: float, created: float, last_checked: float, max_interval: int) -> bool:
-    """Whether a pending task is checked now: it has waited as long as its age at its last check
-    (or its record's writing), at most ``max_interval`` seconds; always with ``max_interval`` 0."""
+    """The old schedule (one sweep a minute, before ``schedule``), kept as the benchmarks' baseline:
+    a task is checked when it has waited as long as its age at its last check, at most
+    ``max_interval`` seconds; always with ``max_interval`` 0."""
     if max_interval <= 0:
         return True
     return now - last_checked >= min(float(max_interval), max(0.0, last_checked - created))
@@ -169,39 +175,100 @@ class Sweep:
     # --- the sweep --------------------------------------------------------------------------
 
     def run(self) -> dict:
-        started = self.deadline.start
-        now = time.time()
-        listed: List[Pending] = []
+        """List, then check what is due: once (``REDRAW_SWEEP_WINDOW_S`` 0: each task at most once), or
+        again and again until the window or the invocation's time is over, listing anew every few
+        seconds; a window whose listing finds nothing pending ends at once."""
+        self.started_at = time.time()
+        book = books.book_for(self.rt, self.bucket, self.layout.prefix)
+        knobs = books.knobs_of(self.settings)
+        every = self.settings.poll_max_interval_s <= 0
+        window = float(self.settings.sweep_window_s)
+        reserve = 2 * MIN_ATTEMPT_TIME + self.settings.http_timeout + CLAIM_MARGIN_S
+        if self.deadline.remaining() <= reserve:
+            window = 0.0  # an invocation too short for a window: one pass
+        relist = max(2.5 * knobs.min_gap, 1.0)
+        workers = max(1, self.settings.sweep_concurrency)
+        wake = threading.Event()
+        running: set = set()
+        visited: Optional[set] = set() if window <= 0 else None  # one pass: each task once
+        passes, listed = 1, self._list(book, knobs)
+        load = book.load(self.settings.describe_rps)
+        next_list = time.time() + relist
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="redraw-sweep") as pool:
+            while True:
+                running = {f for f in running if not f.done()}
+                now = time.time()
+                in_window = window > 0 and now - self.started_at < window and self.deadline.remaining() > reserve
+                if in_window and now >= next_list:
+                    listed = self._list(book, knobs, first=False)
+                    load = book.load(self.settings.describe_rps)
+                    next_list, passes = now + relist, passes + 1
+                chosen = book.due(now, every, 2 * workers - len(running), visited) \
+                    if in_window or window <= 0 else []
+                for entry in chosen:
+                    if visited is not None:
+                        visited.add(entry.key)
+                    future = pool.submit(contextvars.copy_context().run, self._visit, book, entry, knobs, load)
+                    future.add_done_callback(lambda _: wake.set())
+                    running.add(future)
+                if chosen:
+                    continue
+                if not running and (window <= 0 or not in_window or not listed):
+                    break
+                upcoming = book.next_due() if in_window else None
+                wait = min(next_list - now, window - (now - self.started_at),
+                           float("inf") if upcoming is None else upcoming - now) if in_window else 0.05
+                wake.wait(max(0.005, wait))
+                wake.clear()
+        summary = {"pending": listed, "due": self.counts["visits"], **({"passes": passes} if window > 0 else {}),
+                   **{k: self.counts[k] for k in sorted(self.counts) if k != "visits"}}
+        self.log.info("sweep.done", outcome="done", duration_ms=ms_since(self.deadline.start), **summary)
+        return summary
+
+    def _list(self, book: "books.Book", knobs: Any, first: bool = True) -> int:
+        """List the pending records into the book; the count listed. A key that is not a pending
+        record's is said once per container."""
+        listed = []
         try:
             for key, modified in self.store.list(self.bucket, self.region, self.layout.pending_prefix(), self.deadline):
                 parsed = self.layout.parse_pending(key)
                 if parsed is None:
-                    self.count("invalid")
-                    self.log.error("task.record_invalid", outcome="failed", record=key[:300],
-                                   reason="not a redraw pending record (expected <created>-<TaskId>.json)",
-                                   fix="remove objects that are not redraw's from this prefix")
+                    if book.first_sight(key):
+                        self.count("invalid")
+                        self.log.error("task.record_invalid", outcome="failed", record=key[:300],
+                                       reason="not a redraw pending record (expected <created>-<TaskId>.json)",
+                                       fix="remove objects that are not redraw's from this prefix")
                     continue
-                listed.append(Pending(key, parsed[0], parsed[1], modified))
+                listed.append((key, parsed[0], parsed[1], modified))
         except StorageError as exc:
+            if not first:  # a later listing in the window: keep the book as it is
+                self.count("storage_errors")
+                return len(book.entries)
             self.log.error("sweep.failed", outcome="failed", error=exc.cos_code or exc.code, reason=exc.message,
-                           duration_ms=ms_since(started))
+                           duration_ms=ms_since(self.deadline.start))
             raise
-        todo = sorted((p for p in listed if due(now, p.created, p.last_checked, self.settings.poll_max_interval_s)),
-                      key=lambda p: p.last_checked)
-        workers = max(1, min(self.settings.sweep_concurrency, len(todo)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="redraw-sweep") as pool:
-            for future in [pool.submit(contextvars.copy_context().run, self.check, p) for p in todo]:
-                future.result()
-        summary = {"pending": len(listed), "due": len(todo), **{k: self.counts[k] for k in sorted(self.counts)}}
-        self.log.info("sweep.done", outcome="done", duration_ms=ms_since(started), **summary)
-        return summary
+        return book.update(listed, books.Load(0, self.settings.describe_rps), knobs)
 
-    def check(self, pending: Pending) -> None:
+    def _visit(self, book: "books.Book", entry: "books.Entry", knobs: Any, load: Any) -> None:
+        """Check one task; afterwards the book drops it (gone, finished) or schedules its next check."""
+        pending = Pending(entry.key, entry.created, entry.task_id, entry.modified)
+        outcome = self.check(pending, entry, knobs, load)
+        if outcome in ("gone", "ended"):
+            book.drop(entry.key, entry.ended_at if outcome == "ended" else None)
+        else:
+            book.release(entry, load, knobs)
+
+    def check(self, pending: Pending, entry: Optional["books.Entry"] = None, knobs: Any = None,
+              load: Any = None) -> str:
+        """Check one task (its book entry holds the record once read); what became of it: ``gone`` (no
+        longer pending), ``ended`` (finished, or left to another finisher or to later), else ``kept``."""
         if self.deadline.remaining() < 2 * MIN_ATTEMPT_TIME + self.settings.http_timeout:
             self.count("left")  # the next sweep checks it
-            return
+            return "kept"
+        entry = entry or books.Entry(pending.key, pending.created, pending.task_id, pending.last_checked)
         try:
-            self._check(pending)
+            return self._check(pending, entry, knobs or books.knobs_of(self.settings),
+                               load or books.Load(1, self.settings.describe_rps))
         except StorageError as exc:
             self.count("storage_errors")
             self.log.warning("task.check_failed", outcome="retry", task_id=pending.task_id, error=exc.cos_code or exc.code,
@@ -210,32 +277,49 @@ class Sweep:
             self.count("errors")
             self.log.exception("task.check_failed", outcome="failed", task_id=pending.task_id,
                                error=type(exc).__name__)
+        return "kept"
 
-    def _check(self, pending: Pending) -> None:
+    def _read(self, pending: Pending, entry: "books.Entry") -> str:
+        """Read the task's record into its book entry: ``read``, ``gone`` or ``invalid`` (said once)."""
         try:
             record = self.store.get_json(self.bucket, self.region, pending.key, self.deadline)
         except (ValueError, UnicodeDecodeError):
             record = "not JSON"
         if record is None:
             self.count("gone")  # finished meanwhile by another sweep
-            return
+            return "gone"
         problem = _record_problem(record, pending)
         if problem:
             self.count("invalid")
+            entry.ignored = True  # until it is rewritten
             self.log.error("task.record_invalid", outcome="failed", record=pending.key[:300], task_id=pending.task_id,
                            reason=problem, fix="remove objects that are not redraw's from this prefix")
-            return
+            return "invalid"
+        entry.record, entry.seen = record, books.seen_of(record)
+        return "read"
+
+    def _check(self, pending: Pending, entry: "books.Entry", knobs: Any, load: Any) -> str:
+        if entry.record is None:
+            read = self._read(pending, entry)
+            if read != "read":
+                return "gone" if read == "gone" else "kept"
+            if self.settings.poll_max_interval_s > 0 and entry.ended_at is None:
+                due_at, _ = schedule.next_check(entry.created, entry.seen, load, knobs, last_checked=entry.modified)
+                if due_at > time.time():
+                    return "kept"  # read, not due yet: the book schedules it
+        record = entry.record
         self.count("checked")
+        self.count("visits")
         try:
-            ending = self._describe(record)
+            ending, response = self._describe(record)
         except tasks.NotFoundError:
             if time.time() - pending.created < LOST_AFTER_S:
                 self.count("not_yet_known")
                 self.log.warning("task.check_failed", outcome="retry", task_id=pending.task_id,
                                  reason="VOD does not know this task yet")
-                return
-            ending = Ending("lost", error_code="TaskNotFound",
-                            message="VOD no longer knows this task (older than 3 days, or unknown)")
+                return "kept"
+            ending, response = Ending("lost", error_code="TaskNotFound",
+                                      message="VOD no longer knows this task (older than 3 days, or unknown)"), None
         except UpstreamError as exc:
             self.count("vod_errors")
             fields: Dict[str, Any] = dict(task_id=pending.task_id, error=exc.vod_code, reason=exc.message,
@@ -245,20 +329,37 @@ class Sweep:
                 self.log.warning("task.check_failed", outcome="retry", **fields)
             else:
                 self.log.error("task.check_failed", outcome="failed", **fields, **({"fix": hint} if hint else {}))
-            return
+            return "kept"
         except BadAnswer as exc:
             self.count("vod_errors")
             self.log.error("task.check_failed", outcome="failed", task_id=pending.task_id, error=exc.code,
                            reason=exc.message)
-            return
+            return "kept"
         if ending is None:
             self.count("running")
-            record.update(checks=int(record.get("checks") or 0) + 1, last_checked_at=records.iso(time.time()))
-            self.store.put_json(self.bucket, self.region, pending.key, record, self.deadline)
-            return
+            self._running(pending, entry, response, knobs)
+            return "kept"
+        entry.ended_at = time.time()
         self.finish(pending, record, ending)
+        return "ended"  # the next listing says whether its record is gone
 
-    def _describe(self, record: dict) -> Optional[Ending]:
+    def _running(self, pending: Pending, entry: "books.Entry", response: Any, knobs: Any) -> None:
+        """The task runs: remember what VOD said (the schedule's input). The record keeps it too, for other
+        instances and a new container, rewritten when the status changed or ``persist`` has passed
+        since its last writing (a rewrite per check would cost a COS PUT per DescribeTaskDetail)."""
+        now = time.time()
+        status, progress, begin = books.observed(response, now)
+        before = entry.seen
+        entry.seen = before.then(now, status, progress, begin) if before else Seen(now, status, progress, begin)
+        record = entry.record or {}
+        record.update(checks=int(record.get("checks") or 0) + 1, last_checked_at=records.iso(now),
+                      seen=books.seen_field(entry.seen))
+        if before is None or before.status != status or now - max(entry.written, entry.modified) >= knobs.persist:
+            self.store.put_json(self.bucket, self.region, pending.key, record, self.deadline)
+            entry.written = time.time()
+            self.count("recorded")
+
+    def _describe(self, record: dict) -> Tuple[Optional[Ending], Any]:
         params = {"TaskId": record["task_id"], "SubAppId": record["sub_app_id"]}
         try:
             response, _ = call_with_retries(
@@ -269,7 +370,7 @@ class Sweep:
             if exc.vod_code.startswith(tasks.NOT_FOUND_CODES):
                 raise tasks.NotFoundError("task not found") from None
             raise
-        return read_detail(response)
+        return read_detail(response), response
 
     # --- finishing, exactly once -------------------------------------------------------------
 

@@ -44,6 +44,7 @@ import copy
 import datetime
 import email.utils
 import hashlib
+import heapq
 import hmac
 import http.server
 import json
@@ -91,6 +92,9 @@ FAIL_ERR_CODE = 70000
 FAIL_ERR_CODE_EXT = "InternalError"
 FAIL_MESSAGE = "Internal error: the redraw failed."
 SUCCESS, FAILURE, ABORT = "success", "failure", "abort"  # a task's fate
+#: how DescribeTaskDetail's Progress behaves while a task is PROCESSING (``progress_mode``)
+PROGRESS_MODES = ("honest", "silent", "missing", "stall", "backwards", "over")
+WAIT_SHARE = 0.1  # a task waits this share of its duration before it processes (when VOD is not busy)
 SAMPLE_NAME = "redrawn-sample.mp4"
 MAX_BODY = 8 * 1024 * 1024
 
@@ -497,6 +501,17 @@ class VodEmulator(Served):
     ``task_durations`` too, for tasks created afterwards (a task's fate and duration are drawn once,
     at creation, from its TaskId and ``fault_seed``).  ``tasks`` and ``calls`` return snapshots (a new
     dict/list on each access, sharing the per-task dicts).
+
+    The status and Progress model: a task waits (WAITING) a tenth of its duration, and longer while
+    VOD is busy: with ``slots`` set, at most that many tasks process at once and the others queue, in
+    creation order (a queued task's duration is fixed when it enters the queue). It then processes
+    (PROCESSING, ``BeginProcessTime`` set) and ends (``FinishTime``). ``progress_mode`` says what
+    ``Progress`` reports meanwhile: ``honest`` (the share of processing done, plus Gaussian noise of
+    ``progress_noise`` points), ``silent`` (0 until the end), ``missing`` (no Progress field),
+    ``stall`` (stops at a point drawn per task, then jumps to 100 at the end), ``backwards`` (falls
+    back by up to 40 points in about a third of the seconds), ``over`` (over 100 while processing).
+    Noise and faults are drawn from the TaskId, the second and ``fault_seed``: the same seed, the
+    same answers.
     """
 
     thread_name = "vod-emulator"
@@ -525,6 +540,9 @@ class VodEmulator(Served):
         output_ttl: float = OUTPUT_TTL,
         output_bytes: int | None = None,
         output_fault_rate: float = 0.0,
+        slots: int | None = None,
+        progress_mode: str = "honest",
+        progress_noise: float = 0.0,
         fetch_inputs: str = "local",
         input_routes: InputRoutes | None = None,
         ffmpeg: str | None = None,
@@ -542,6 +560,10 @@ class VodEmulator(Served):
             task_durations = (low, high)
         if output_bytes is not None and output_bytes < 0:
             raise ValueError("output_bytes must be 0 or more")
+        if slots is not None and slots < 1:
+            raise ValueError("slots must be 1 or more (None: VOD is never busy)")
+        if progress_mode not in PROGRESS_MODES:
+            raise ValueError(f"progress_mode must be one of {', '.join(PROGRESS_MODES)}")
         self.secret_id = secret_id
         self._secret_key = secret_key
         self.token = token
@@ -563,6 +585,10 @@ class VodEmulator(Served):
         self.output_ttl = output_ttl
         self.output_bytes = output_bytes
         self.output_fault_rate = output_fault_rate
+        self.slots = slots
+        self.progress_mode = progress_mode
+        self.progress_noise = progress_noise
+        self._slot_free: list = []  # when each busy processing slot is free again (with ``slots``)
         #: fetches each task's input and makes its output (vod_processing); ``input_routes`` says which
         #: URL hosts local servers answer for (``emu.input_routes.add_cos(cos_emulator)``)
         self.processing = Processing(fetch_inputs, input_routes, ffmpeg)
@@ -675,9 +701,18 @@ class VodEmulator(Served):
         with self._lock:
             if session_id:
                 self._sessions[session_id] = created
+            self._enqueue(task)
             self._tasks[task["TaskId"]] = task
         self._begin_work(task)
         return task["TaskId"]
+
+    def model_task(self, task_id: str, created: float, duration: float) -> dict:
+        """A task of the status model, queued as a created one would be but neither stored nor answered
+        for: what a simulation passes to :meth:`state_at`."""
+        task = {"TaskId": task_id, "created": created, "duration": duration, "fate": SUCCESS}
+        with self._lock:
+            self._enqueue(task)
+        return task
 
     def age_task(self, task_id: str, seconds: float) -> None:
         """Move a task's creation (and its SessionId's use) ``seconds`` into the past."""
@@ -743,6 +778,7 @@ class VodEmulator(Served):
             self._rng = random.Random(self.fault_seed)
             self._describe_rng = self._seeded("describe")
             self._output_rng = self._seeded("output")
+            self._slot_free = []
 
     def _count_connection(self) -> None:
         with self._lock:
@@ -1015,6 +1051,7 @@ class VodEmulator(Served):
                     raise ApiError("InvalidParameterValue.SessionId",
                                    "A request with the same SessionId was made within the last three days.")
                 self._sessions[session_id] = now
+            self._enqueue(task)
             self._tasks[task_id] = task
         self._begin_work(task)
         record["task_id"] = task_id
@@ -1094,15 +1131,51 @@ class VodEmulator(Served):
             duration = self.task_duration
         return max(float(duration or 0.0), 0.0)
 
+    def _enqueue(self, task: dict) -> None:
+        """Place a stored task in VOD's queue (under the lock): with ``slots``, it waits for a free slot."""
+        task["queued"] = 0.0
+        if self.slots is None:
+            return
+        duration = task["duration"] = self._duration(task)
+        ready = task["created"] + WAIT_SHARE * duration
+        free = self._slot_free
+        start = ready if len(free) < self.slots else max(ready, heapq.heappop(free))
+        heapq.heappush(free, start + (1.0 - WAIT_SHARE) * duration)
+        task["queued"] = start - ready
+
+    def _times(self, task: dict) -> tuple:
+        """(BeginProcessTime, FinishTime) of a task, as epoch seconds."""
+        duration = self._duration(task)
+        begin = task["created"] + WAIT_SHARE * duration + float(task.get("queued") or 0.0)
+        return begin, begin + (1.0 - WAIT_SHARE) * duration
+
     def _status(self, task: dict, now: float) -> str:
         """WAITING, PROCESSING, FINISH or ABORTED at time ``now``."""
-        duration = self._duration(task)
-        elapsed = now - task["created"]
-        if elapsed >= duration:
+        begin, finish = self._times(task)
+        if now >= finish:
             if _working(task):  # VOD ends a task only once its input is read and its output made
                 return "PROCESSING"
             return "ABORTED" if task["fate"] == ABORT else "FINISH"
-        return "WAITING" if elapsed < 0.1 * duration else "PROCESSING"
+        return "WAITING" if now < begin else "PROCESSING"
+
+    def _progress(self, task: dict, now: float, begin: float, finish: float):
+        """Progress of a PROCESSING task at ``now`` as ``progress_mode`` reports it (None: no field)."""
+        mode = self.progress_mode
+        done = 100.0 * (now - begin) / max(finish - begin, 1e-9)
+        if mode == "missing":
+            return None
+        if mode == "silent":
+            return 0
+        second = random.Random(f"{self.fault_seed}:{task['TaskId']}:{int(now)}")
+        if self.progress_noise:
+            done += second.gauss(0.0, float(self.progress_noise))
+        if mode == "stall":
+            done = min(done, random.Random(f"{self.fault_seed}:{task['TaskId']}:stall").uniform(20.0, 80.0))
+        elif mode == "backwards" and second.random() < 1 / 3:
+            done -= second.uniform(0.0, 40.0)
+        elif mode == "over":
+            return 101 + max(0, int(done))
+        return max(0, min(99, int(done)))
 
     def _output_expiry(self, task: dict, finish: float) -> float:
         """Until when the output URL works: expire_output's time, else a Permanent output's requested
@@ -1116,24 +1189,27 @@ class VodEmulator(Served):
                 return requested
         return finish + float(self.output_ttl)
 
-    def task_detail(self, task: dict, now: float | None = None) -> dict:
-        """The DescribeTaskDetail Response (without RequestId) for a stored task at time ``now``."""
-        now = time.time() if now is None else now
-        duration = self._duration(task)
-        created = task["created"]
-        elapsed = now - created
-        begin = created + 0.1 * duration
-        finish = created + duration
+    def state_at(self, task: dict, now: float) -> tuple:
+        """(Status, Progress or None, BeginProcessTime, FinishTime) of a task at ``now`` (epoch seconds):
+        the model DescribeTaskDetail answers from, for simulations that need no server."""
+        begin, finish = self._times(task)
         status = self._status(task, now)
-        failed = status == "FINISH" and task.get("fate") == FAILURE
-        params = task["params"]
-        output_config = params.get("OutputConfig") or {}
         if status == "FINISH":
             progress = 100
         elif status == "PROCESSING":
-            progress = max(0, min(99, int((elapsed - 0.1 * duration) / (0.9 * duration) * 100)))
+            progress = self._progress(task, now, begin, finish)
         else:
             progress = 0
+        return status, progress, begin, finish
+
+    def task_detail(self, task: dict, now: float | None = None) -> dict:
+        """The DescribeTaskDetail Response (without RequestId) for a stored task at time ``now``."""
+        now = time.time() if now is None else now
+        created = task["created"]
+        status, progress, begin, finish = self.state_at(task, now)
+        failed = status == "FINISH" and task.get("fate") == FAILURE
+        params = task["params"]
+        output_config = params.get("OutputConfig") or {}
         if status == "ABORTED":
             err_code, err_code_ext, message = ABORT_ERR_CODE, "FailedOperation.SourceFileError", ABORT_MESSAGE
         elif failed:
@@ -1146,7 +1222,7 @@ class VodEmulator(Served):
             "ErrCode": err_code,
             "ErrCodeExt": err_code_ext,
             "Message": message,
-            "Progress": progress,
+            **({} if progress is None else {"Progress": progress}),
             "Input": {
                 "FileInfo": copy.deepcopy(params.get("FileInfo")),
                 "TaskInfo": copy.deepcopy(params.get("TaskInfo")),
@@ -1254,7 +1330,7 @@ class VodEmulator(Served):
                 task["output_size"] = self.output_bytes
             size = task["output_size"]
         content = self._content(task, size)
-        finish = task["created"] + self._duration(task)
+        finish = self._times(task)[1]
         common = [("Accept-Ranges", "bytes"), ("ETag", content.etag),
                   ("Last-Modified", email.utils.formatdate(finish, usegmt=True))]
         wanted = parse_range(headers.get("Range"), content.size)
@@ -1307,6 +1383,12 @@ def main(argv=None) -> int:
                         help="size of each output download (default: the few-KB sample MP4 as is)")
     parser.add_argument("--describe-rps", type=int, default=DESCRIBE_RPS,
                         help=f"DescribeTaskDetail limit per second (default {DESCRIBE_RPS}); 0 = off")
+    parser.add_argument("--slots", type=int, default=None,
+                        help="tasks VOD processes at once; the others wait in a queue (default: no queue)")
+    parser.add_argument("--progress-mode", choices=PROGRESS_MODES, default="honest",
+                        help="what Progress reports while a task processes (default honest)")
+    parser.add_argument("--progress-noise", type=float, default=0.0,
+                        help="Gaussian noise on honest Progress, in points (default 0)")
     parser.add_argument("--fault", action="append", default=[],
                         help="queue a fault for the next CreateAigcVideoRedrawTask (repeatable)")
     parser.add_argument("--fault-rate", type=float, default=0.0)
@@ -1334,6 +1416,9 @@ def main(argv=None) -> int:
             abort_rate=args.abort_rate,
             output_bytes=args.output_bytes,
             describe_rps=args.describe_rps,
+            slots=args.slots,
+            progress_mode=args.progress_mode,
+            progress_noise=args.progress_noise,
             **input_options(args),
         )
         emulator.inject(*args.fault)
