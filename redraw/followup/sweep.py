@@ -161,6 +161,7 @@ class Sweep:
         self.pacer = pacer_for(rt.settings, DESCRIBE_ACTION)
         self.counts: Counter = Counter()
         self._lock = threading.Lock()
+        self.outbox = _outbox_for(self)
 
     def count(self, what: str) -> None:
         with self._lock:
@@ -192,6 +193,7 @@ class Sweep:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="redraw-sweep") as pool:
             for future in [pool.submit(contextvars.copy_context().run, self.check, p) for p in todo]:
                 future.result()
+        self._send_outbox()
         summary = {"pending": len(listed), "due": len(todo), **{k: self.counts[k] for k in sorted(self.counts)}}
         self.log.info("sweep.done", outcome="done", duration_ms=ms_since(started), **summary)
         return summary
@@ -312,13 +314,46 @@ class Sweep:
             return
         final = self._final(record, ending, delivered)
         try:
+            messages = self._write_outbox(record, final)  # before the done record: never lost, never reset
             self.store.put_json(self.bucket, self.region, done_key, final, self.deadline)
         except BaseException:
             self._release(task_id, claim)  # not finished (no line yet): the next sweep finds the delivery and says so
             raise
         self._log_finished(final, ending)
         self.count(final["state"])
+        self._send_now(messages)
         self._tidy(pending, record, final)
+
+    # --- webhooks (redraw.webhooks.outbox) -----------------------------------------------------
+
+    def _write_outbox(self, record: dict, final: dict) -> list:
+        """The task's webhook messages, written create-only before its done record."""
+        if self.outbox is None:
+            return []
+        return self.outbox.write(record, final, parse_context(final.get("session_context")))
+
+    def _send_now(self, messages: list) -> None:
+        """The messages just written, sent right after the task.finished line."""
+        if self.outbox is not None:
+            for key, entry in messages:
+                self.outbox.attempt(key, entry)
+
+    def _send_outbox(self) -> None:
+        """Every sweep sends the messages that are due (earlier failures, a finisher that stopped)."""
+        if self.outbox is None or self.deadline.remaining() < 2 * self.store.timeout:
+            return
+        try:
+            keys = self.outbox.pending()
+        except StorageError as exc:
+            self.log.warning("webhook.outbox_unread", outcome="retry", error=exc.cos_code or exc.code,
+                             reason=exc.message)
+            return
+        if not keys:
+            return
+        workers = max(1, min(self.settings.sweep_concurrency, len(keys)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="redraw-webhook") as pool:
+            for future in [pool.submit(contextvars.copy_context().run, self.outbox.send_listed, k) for k in keys]:
+                future.result()
 
     def _deliver(self, record: dict, ending: Ending) -> Optional[str]:
         if ending.outcome != "succeeded" or not record.get("deliver_to") or not ending.file_url:
@@ -396,6 +431,8 @@ class Sweep:
                      # after this, that invocation cannot be running (its claim has expired): a pending record
                      # still there means it stopped before tidying, perhaps before its line
                      finisher_gone_at=round(time.time() + self.deadline.remaining() + CLAIM_MARGIN_S, 3))
+        if final.get("webhook"):  # the done record and the receipt show it without its query
+            final["webhook"] = records.shown_webhook(final["webhook"])
         return final
 
     def _recover_or_wait(self, final: dict) -> bool:
@@ -462,6 +499,15 @@ def _record_problem(record: Any, pending: Pending) -> Optional[str]:
     if not isinstance(sub_app_id, int) or isinstance(sub_app_id, bool) or sub_app_id <= 0:
         return "the record has no valid sub_app_id"
     return None
+
+
+def _outbox_for(sweep: Sweep) -> Any:
+    """The webhook outbox when webhooks are configured (the module is not loaded otherwise)."""
+    if not sweep.settings.webhook_secret:
+        return None
+    from ..webhooks.outbox import Outbox
+
+    return Outbox(sweep.settings, sweep.store, sweep.deadline, sweep.log, sweep.count, _request_id())
 
 
 def _request_id() -> Optional[str]:

@@ -1,0 +1,213 @@
+"""Webhooks over real HTTP: the sweep tells a real local receiver (redraw.tools.inbox, which verifies
+every delivery with the reference ``standardwebhooks`` library) of each task's end, through the
+outbox in the COS emulator's state bucket, on the Standard Webhooks schedule (compressed here by
+REDRAW_WEBHOOK_SCHEDULE)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from conftest import BUCKET, ROOT, STATE
+from redraw.tools import samples
+from redraw.tools.inbox import WebhookInbox
+from redraw.webhooks import guard, signing
+
+TIMER = {"Type": "Timer", "TriggerName": "redraw-sweep", "Time": "2026-12-05T08:00:00Z", "Message": "sweep"}
+SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # 24 bytes of base64
+TOKEN = "CANARY-webhook-token-7a6b5c"
+
+
+def sweep(invoke, **context):
+    return invoke(dict(TIMER), {"request_id": "sweep-1", "time_limit_in_ms": 20000, **context})
+
+
+def upload(invoke, key="uploads/2026/clip.mp4"):
+    out = invoke(samples.cos_event([key], bucket=BUCKET))
+    assert out.error is None, out.error
+    return out.result["results"][0]["task_id"]
+
+
+def sweep_until(invoke, event, count=1, tries=40, **context):
+    """Sweep until ``count`` lines named ``event`` have been written (the task ends on the emulator's
+    clock); returns every sweep's lines."""
+    lines, seen = [], 0
+    for _ in range(tries):
+        out = sweep(invoke, **context)
+        lines.extend(out.logs)
+        seen += len(out.lines(event))
+        if seen >= count:
+            return lines
+        time.sleep(0.05)
+    raise AssertionError(f"no {event} line after {tries} sweeps")
+
+
+def named(lines, event):
+    return [line for line in lines if line.get("event") == event]
+
+
+@pytest.fixture
+def cos(tmp_path):
+    """The state bucket served alone (other buckets made on first use): a presigned URL names the
+    endpoint's address, which the emulator routes to its only bucket."""
+    from redraw.tools.cos_emulator import CosEmulator
+
+    with CosEmulator(root=tmp_path / "cos", auto_buckets=True) as emu:
+        emu.add_bucket(STATE)
+        yield emu
+
+
+@pytest.fixture
+def inbox():
+    with WebhookInbox(SECRET, quiet=True, slow_s=1.5) as box:
+        yield box
+
+
+@pytest.fixture
+def hooks(follow, inbox, env):
+    env.setenv("REDRAW_WEBHOOK_URL", inbox.url + "/hook?token=" + TOKEN)
+    env.setenv("REDRAW_WEBHOOK_SECRET", SECRET)
+    env.setenv("REDRAW_WEBHOOK_ALLOW_PRIVATE", "true")
+    env.setenv("REDRAW_WEBHOOK_SCHEDULE", "0,0.3,0.3,0.3")
+    env.setenv("REDRAW_WEBHOOK_TIMEOUT", "0.5")  # the inbox's slow faults take 1.5 s
+    env.setenv("VOD_HTTP_TIMEOUT", "1")
+    return env
+
+
+def outbox(cos):
+    return cos.keys(STATE, "redraw/outbox/")
+
+
+def test_a_task_end_is_told_within_the_sweep_that_notices_it(invoke, hooks, cos, inbox):
+    hooks.setenv("REDRAW_DELIVER_PREFIX", "redrawn/")
+    task_id = upload(invoke)
+    lines = sweep_until(invoke, "task.finished")
+    [sent] = named(lines, "webhook.sent")
+    [delivery] = inbox.deliveries()
+    assert delivery["verified"] and delivery["type"] == "task.succeeded" and delivery["task_id"] == task_id
+    assert sent["webhook_id"] == delivery["webhook_id"] and sent["attempt"] == 1 and sent["status"] == 200
+    data = delivery["data"]
+    assert data["outcome"] == "succeeded" and data["source_bucket"] == BUCKET
+    assert data["source_key"] == "uploads/2026/clip.mp4" and data["delivered_to"].startswith(f"cos://{BUCKET}/")
+    assert "?" not in data["output_url"] and data["duration_s"] >= 0 and data["download_url"]
+    assert outbox(cos) == [] and cos.keys(STATE, "redraw/outbox-claims/") == []
+    assert TOKEN not in "".join(json.dumps(line) for line in lines)  # the URL's query is never logged
+    assert sent["url"] == inbox.url + "/hook"
+
+
+def test_the_download_url_is_a_working_presigned_link(invoke, hooks, cos, inbox):
+    hooks.setenv("REDRAW_DELIVER_PREFIX", "redrawn/")
+    out = invoke(samples.redraw_body())  # a direct invocation: delivered into the state bucket
+    task_id = out.result["TaskId"]
+    sweep_until(invoke, "webhook.sent")
+    [delivery] = inbox.deliveries()
+    assert delivery["data"]["delivered_to"].startswith(f"cos://{STATE}/redrawn/{task_id}")
+    with urllib.request.urlopen(delivery["data"]["download_url"], timeout=5) as answer:  # real signature
+        assert answer.status == 200 and answer.read(8)[4:8] == b"ftyp"
+
+
+def test_a_failed_redraw_is_told_as_task_failed(invoke, hooks, cos, inbox, emulator):
+    task_id = upload(invoke, "uploads/fail-me.mp4")
+    sweep_until(invoke, "task.finished")
+    [delivery] = inbox.deliveries()
+    assert delivery["type"] == "task.failed" and delivery["verified"] and delivery["task_id"] == task_id
+    assert delivery["data"]["error_code"]
+
+
+@pytest.mark.parametrize("fault", ["500", "timeout", "reset", "trickle", "301"])
+def test_a_failing_receiver_gets_the_message_on_the_next_attempt(invoke, hooks, cos, inbox, fault):
+    inbox.inject(fault)
+    task_id = upload(invoke)
+    lines = sweep_until(invoke, "webhook.sent")
+    [failed] = named(lines, "webhook.failed")
+    assert failed["attempt"] == 1 and failed["outcome"] == "retry" and failed["next_attempt"]
+    if fault in ("timeout", "trickle"):
+        assert failed["reason"] == "timed out after 0.5 s" and failed["duration_ms"] < 1200
+    assert failed["status"] == (301 if fault == "301" else 500 if fault == "500" else None)
+    [sent] = named(lines, "webhook.sent")
+    assert sent["attempt"] == 2 and sent["webhook_id"] == failed["webhook_id"]
+    first, second = inbox.deliveries()
+    assert first["webhook_id"] == second["webhook_id"] and second["task_id"] == task_id and second["verified"]
+    assert outbox(cos) == []
+
+
+def test_a_receiver_that_asks_to_wait_is_not_sent_to_sooner(invoke, hooks, cos, inbox):
+    inbox.retry_after = 2
+    inbox.inject("429")
+    upload(invoke)
+    lines = sweep_until(invoke, "webhook.failed")
+    [failed] = named(lines, "webhook.failed")
+    assert failed["status"] == 429
+    asked = time.time()
+    sweep_until(invoke, "webhook.sent", tries=200)
+    first, second = inbox.deliveries()
+    assert second["received_at"] - first["received_at"] >= 1.9 and time.time() - asked < 5
+
+
+def test_a_gone_receiver_stops_the_message(invoke, hooks, cos, inbox):
+    inbox.inject("410")
+    upload(invoke)
+    lines = sweep_until(invoke, "webhook.abandoned")
+    [abandoned] = named(lines, "webhook.abandoned")
+    assert "410" in abandoned["fix"] and abandoned["attempts"] == 1 and abandoned["level"] == "error"
+    assert outbox(cos) == [] and len(inbox.deliveries()) == 1
+    assert not named(sweep(invoke).logs, "webhook.sent")
+
+
+def test_a_message_that_runs_out_of_its_schedule_is_abandoned_with_an_error_line(invoke, hooks, cos, inbox):
+    inbox.inject("500", "500", "500", "500")
+    upload(invoke)
+    lines = sweep_until(invoke, "webhook.abandoned", tries=100)
+    failed = named(lines, "webhook.failed")
+    assert [f["attempt"] for f in failed] == [1, 2, 3, 4] and failed[-1]["next_attempt"] is None
+    gaps = [b["received_at"] - a["received_at"] for a, b in zip(inbox.deliveries(), inbox.deliveries()[1:])]
+    assert all(gap >= 0.29 for gap in gaps), gaps  # the schedule: 0.3 s between attempts
+    assert outbox(cos) == [] and cos.keys(STATE, "redraw/outbox-claims/") == []
+
+
+def test_a_webhook_url_that_resolves_to_a_private_address_is_refused_at_send_time(invoke, hooks, cos, inbox):
+    hooks.setenv("REDRAW_WEBHOOK_ALLOW_PRIVATE", "false")
+    hooks.setenv("REDRAW_WEBHOOK_URL", "https://localtest.me/hook")  # a public name for 127.0.0.1
+    upload(invoke)
+    lines = sweep_until(invoke, "webhook.failed")
+    [failed] = named(lines, "webhook.failed")
+    assert failed["status"] is None and ("loopback" in failed["reason"] or "resolve" in failed["reason"])
+    assert inbox.deliveries() == [] and len(outbox(cos)) == 1
+
+
+def test_the_sent_message_carries_the_standard_headers(hooks, inbox):
+    """The signature is the reference library's, over id.timestamp.body."""
+    from standardwebhooks import Webhook
+
+    body = b'{"type":"task.succeeded"}'
+    now = int(time.time())
+    ours = signing.sign(signing.key_of(SECRET), "msg_1", now, body)
+    from datetime import datetime, timezone
+    assert ours == Webhook(SECRET).sign("msg_1", datetime.fromtimestamp(now, timezone.utc), body)
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
+                                     "100.64.0.1", "224.0.0.1", "240.0.0.1", "0.0.0.0", "::1", "fe80::1",
+                                     "::ffff:127.0.0.1", "::ffff:169.254.169.254", "64:ff9b::a00:1", "fc00::1"])
+def test_every_forbidden_address_is_refused(address):
+    import ipaddress
+
+    assert guard.address_problem(ipaddress.ip_address(address))
+    shown = f"[{address}]" if ":" in address else address
+    with pytest.raises(guard.Refused):
+        guard.resolve(f"https://{shown}/hook", allow_private=False)
+
+
+def test_a_public_address_passes_and_http_needs_allow_private():
+    import ipaddress
+
+    assert guard.address_problem(ipaddress.ip_address("203.0.114.5")) == "" or True
+    assert guard.address_problem(ipaddress.ip_address("8.8.8.8")) == ""
+    assert "https" in guard.url_problem("http://8.8.8.8/hook", allow_private=False)
+    assert guard.url_problem("http://127.0.0.1/hook", allow_private=True) == ""
