@@ -211,3 +211,168 @@ def test_a_public_address_passes_and_http_needs_allow_private():
     assert guard.address_problem(ipaddress.ip_address("8.8.8.8")) == ""
     assert "https" in guard.url_problem("http://8.8.8.8/hook", allow_private=False)
     assert guard.url_problem("http://127.0.0.1/hook", allow_private=True) == ""
+
+
+# --- a request's own Webhook -------------------------------------------------------------------
+
+def _http(invoke, **fields):
+    return invoke(samples.apigw_event(samples.redraw_body(**fields)))
+
+
+def test_a_request_webhook_without_allowed_hosts_gets_a_400_naming_the_variable(invoke, hooks, emulator):
+    out = _http(invoke, Webhook="https://hooks.example.com/in?token=" + TOKEN)
+    assert out.result["statusCode"] == 400
+    [problem] = out.body["error"]["fields"]
+    assert problem["field"] == "Webhook" and "REDRAW_WEBHOOK_ALLOWED_HOSTS" in problem["problem"]
+    assert TOKEN not in out.result["body"] and TOKEN not in out.stdout and emulator.calls == []
+
+
+@pytest.mark.parametrize("url, why", [
+    ("https://evil.example.net/in?token=" + TOKEN, "host not allowed"),
+    ("http://hooks.example.com/in?token=" + TOKEN, "https"),
+    ("https://localhost/in?token=" + TOKEN, "loopback"),
+])
+def test_a_request_webhook_that_is_not_allowed_gets_a_400_without_the_url(invoke, hooks, emulator, url, why):
+    hooks.setenv("REDRAW_WEBHOOK_ALLOW_PRIVATE", "false")
+    hooks.setenv("REDRAW_WEBHOOK_URL", "https://hooks.example.com/all")
+    hooks.setenv("REDRAW_WEBHOOK_ALLOWED_HOSTS", "hooks.example.com,localhost")
+    out = _http(invoke, Webhook=url)
+    assert out.result["statusCode"] == 400, out.body
+    [problem] = out.body["error"]["fields"]
+    assert problem["field"] == "Webhook" and why in problem["problem"]
+    assert TOKEN not in out.result["body"] and TOKEN not in out.stdout and emulator.calls == []
+
+
+def test_a_request_webhook_whose_host_resolves_to_a_private_address_is_refused(invoke, hooks, emulator):
+    hooks.setenv("REDRAW_WEBHOOK_ALLOW_PRIVATE", "false")
+    hooks.setenv("REDRAW_WEBHOOK_URL", "https://hooks.example.com/all")
+    hooks.setenv("REDRAW_WEBHOOK_ALLOWED_HOSTS", "*.localtest.me")  # public DNS names for 127.0.0.1
+    out = _http(invoke, Webhook="https://in.localtest.me/hook")
+    assert out.result["statusCode"] == 400
+    [problem] = out.body["error"]["fields"]
+    assert problem["field"] == "Webhook" and ("loopback" in problem["problem"] or "resolve" in problem["problem"])
+
+
+def test_a_request_webhook_is_kept_with_the_task_and_told_beside_the_deployments(invoke, hooks, cos, inbox,
+                                                                                 emulator):
+    hooks.setenv("REDRAW_WEBHOOK_ALLOWED_HOSTS", "127.0.0.1")
+    mine = inbox.url + "/mine?token=" + TOKEN
+    out = _http(invoke, Webhook=mine)
+    assert out.result["statusCode"] == 200, out.body
+    task_id = out.body["TaskId"]
+    [call] = [c for c in emulator.calls if c.get("action") == "CreateAigcVideoRedrawTask"]
+    assert "FileInfo" in call["params"] and "Webhook" not in json.dumps(call)  # never sent to VOD
+    pending = json.loads(cos.read(STATE, cos.keys(STATE, "redraw/pending/")[0]))
+    assert pending["webhook"] == mine  # the record keeps it whole, to send to
+    receipt = cos.read(STATE, f"redraw/tasks/{task_id}.json").decode()
+    assert TOKEN not in receipt and json.loads(receipt)["webhook"] == inbox.url + "/mine"
+    lines = sweep_until(invoke, "task.finished")
+    sent = named(lines, "webhook.sent")
+    assert sorted(s["endpoint"] for s in sent) == ["deployment", "request"]
+    deliveries = inbox.deliveries()
+    assert len(deliveries) == 2 and all(d["verified"] and d["task_id"] == task_id for d in deliveries)
+    assert len({d["webhook_id"] for d in deliveries}) == 2  # one message per endpoint
+    assert TOKEN not in cos.read(STATE, f"redraw/tasks/{task_id}.json").decode()
+    assert TOKEN not in cos.read(STATE, f"redraw/done/{task_id}.json").decode()
+    assert TOKEN not in json.dumps(out.logs + lines)
+
+
+def test_the_task_answer_carries_the_receipt_state_and_a_download_url(invoke, hooks, cos, inbox):
+    hooks.setenv("REDRAW_DELIVER_PREFIX", "redrawn/")
+    task_id = _http(invoke).body["TaskId"]
+    status = invoke(samples.apigw_event(method="GET", path=f"/tasks/{task_id}")).body
+    assert status["State"] == "pending" and status["DownloadUrl"] is None and "Progress" in status
+    sweep_until(invoke, "task.finished")
+    status = invoke(samples.apigw_event(method="GET", path=f"/tasks/{task_id}")).body
+    assert status["State"] == "succeeded" and status["DeliveredTo"].startswith(f"cos://{STATE}/redrawn/")
+    assert status["DownloadUrl"].startswith(cos.url)
+    with urllib.request.urlopen(status["DownloadUrl"], timeout=5) as answer:
+        assert answer.status == 200
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+BASE = {"VOD_SUB_APP_ID": "1500000001", "TENCENTCLOUD_SECRETID": "AKIDx", "TENCENTCLOUD_SECRETKEY": "sk-value",
+        "REDRAW_FOLLOW_UP": "true", "REDRAW_STATE_BUCKET": STATE, "TENCENTCLOUD_REGION": "ap-guangzhou"}
+
+
+@pytest.mark.parametrize("env, name", [
+    ({"REDRAW_WEBHOOK_URL": "https://hooks.example.com/in"}, "REDRAW_WEBHOOK_SECRET"),
+    ({"REDRAW_WEBHOOK_ALLOWED_HOSTS": "hooks.example.com"}, "REDRAW_WEBHOOK_SECRET"),
+    ({"REDRAW_WEBHOOK_URL": "https://hooks.example.com/in", "REDRAW_WEBHOOK_SECRET": "CANARY-not-whsec"},
+     "REDRAW_WEBHOOK_SECRET"),
+    ({"REDRAW_WEBHOOK_URL": "https://hooks.example.com/in", "REDRAW_WEBHOOK_SECRET": "whsec_CANARY"},
+     "REDRAW_WEBHOOK_SECRET"),
+    ({"REDRAW_WEBHOOK_URL": "https://hooks.example.com/in", "REDRAW_WEBHOOK_SECRET": "whsec_Q0FOQVJZ"},
+     "REDRAW_WEBHOOK_SECRET"),  # base64 of 6 bytes: too short
+    ({"REDRAW_WEBHOOK_URL": "http://hooks.example.com/in?CANARY", "REDRAW_WEBHOOK_SECRET": SECRET},
+     "REDRAW_WEBHOOK_URL"),
+    ({"REDRAW_WEBHOOK_URL": "https://169.254.169.254/in?CANARY", "REDRAW_WEBHOOK_SECRET": SECRET},
+     "REDRAW_WEBHOOK_URL"),
+    ({"REDRAW_WEBHOOK_URL": "https://hooks.example.com/in", "REDRAW_WEBHOOK_SECRET": SECRET,
+      "REDRAW_FOLLOW_UP": "false"}, "REDRAW_FOLLOW_UP"),
+    ({"REDRAW_WEBHOOK_SCHEDULE": "0,soon"}, "REDRAW_WEBHOOK_SCHEDULE"),
+])
+def test_a_bad_webhook_configuration_names_the_variable_never_the_value(env, name):
+    from redraw.config import load_settings
+    from redraw.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        load_settings({**BASE, **env})
+    assert name in str(info.value) and "CANARY" not in str(info.value)
+
+
+def test_a_good_webhook_configuration_loads_and_hides_the_secret():
+    from redraw.config import load_settings
+
+    settings = load_settings({**BASE, "REDRAW_WEBHOOK_URL": "https://hooks.example.com/in?token=" + TOKEN,
+                              "REDRAW_WEBHOOK_SECRET": SECRET})
+    assert settings.webhook_secret == SECRET and SECRET not in repr(settings) and TOKEN not in repr(settings)
+    assert settings.webhook_schedule == (0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+    assert signing.secret_problem(signing.new_secret()) == ""
+
+
+# --- a sweep killed between the send and the record ----------------------------------------------
+
+SWEEP_SCRIPT = """
+import json, sys
+sys.path.insert(0, {root!r})
+from handler import main_handler
+main_handler({timer!r}, {{"request_id": "doomed-sweep", "time_limit_in_ms": 20000}})
+"""
+
+
+def test_a_sweep_killed_after_sending_sends_once_more_with_the_same_webhook_id(invoke, hooks, cos, inbox,
+                                                                               emulator):
+    """A real process sweeps; the receiver has the message when the process is killed, before it could
+    record the attempt. The next sweep, once the dead one's claim has expired, sends it once more:
+    the receiver sees two copies with one webhook-id (what it dedupes by), never a third."""
+    hooks.setenv("REDRAW_WEBHOOK_TIMEOUT", "10")
+    task_id = upload(invoke)
+    emulator.task_duration = 0
+    inbox.inject("hold")
+    script = SWEEP_SCRIPT.format(root=str(ROOT), timer=TIMER)
+    proc = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        [held] = inbox.wait_for(1, timeout=30, accepted=False)
+        assert held["task_id"] == task_id and held["verified"]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        inbox.release()
+    assert len(outbox(cos)) == 1  # not recorded: the message is still to send
+    assert not named(sweep(invoke).logs, "webhook.sent")  # its claim is alive: nobody else sends
+    root = cos.buckets[STATE]
+    for key in cos.keys(STATE, "redraw/outbox-claims/"):  # as if the dead invocation had ended
+        claim = root / key
+        claim.write_text(json.dumps({**json.loads(claim.read_text(encoding="utf-8")), "expires": 0}))
+    lines = sweep(invoke).logs
+    [sent] = named(lines, "webhook.sent")
+    assert sent["attempt"] == 2 and sent["webhook_id"] == held["webhook_id"]
+    first, second = inbox.deliveries()
+    assert first["webhook_id"] == second["webhook_id"] and second["verified"]
+    assert outbox(cos) == [] and cos.keys(STATE, "redraw/outbox-claims/") == []
+    assert not named(sweep(invoke).logs, "webhook.sent") and len(inbox.deliveries()) == 2

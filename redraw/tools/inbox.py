@@ -5,8 +5,9 @@ shipped) and printed as one stderr line: type, TaskId, verified or not. ``delive
 Faults can be queued (``inject``) or drawn at random (``fault_rate``), so tests and the soak can
 see what the sender does with a receiver that fails: ``500``, ``timeout`` (no answer for
 ``slow_s``), ``reset`` (the connection dropped), ``trickle`` (the answer a byte at a time),
-``410``, ``301`` (to a private address), ``429`` (with ``Retry-After: retry_after``), and ``down``
-(``down_until``: every request refused until then).
+``410``, ``301`` (to a private address), ``429`` (with ``Retry-After: retry_after``), ``hold`` (no
+answer until ``release()``: the message has arrived, the sender waits), and ``down`` (``down_until``:
+every request answered 503 until then).
 
     with WebhookInbox(secret) as inbox:
         ...  # REDRAW_WEBHOOK_URL=inbox.url + "/hook"
@@ -54,6 +55,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True
             return
+        if fault == "hold":
+            inbox.released.wait(60)
+            self.close_connection = True
+            return
         if fault == "timeout":
             time.sleep(inbox.slow_s)
             self.close_connection = True
@@ -96,6 +101,7 @@ class WebhookInbox(Served):
         self.host, self._requested_port = host, port
         self.fault_rate, self.faults, self.slow_s, self.retry_after = fault_rate, faults, slow_s, retry_after
         self.down_until = 0.0
+        self.released = threading.Event()
         self._rng = random.Random(fault_seed)
         self._queued: List[str] = []
         self._deliveries: List[Dict[str, Any]] = []
@@ -112,6 +118,10 @@ class WebhookInbox(Served):
         """Answer the next requests with these faults, in order (then as usual)."""
         with self._lock:
             self._queued.extend(faults)
+
+    def release(self) -> None:
+        """Let every held request go (unanswered)."""
+        self.released.set()
 
     def next_fault(self) -> Optional[str]:
         with self._lock:
