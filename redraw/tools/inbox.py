@@ -155,7 +155,7 @@ class WebhookInbox(Served):
             self._deliveries.append(delivery)
             self._arrived.notify_all()
         if not self._quiet:
-            print(f"webhook {delivery['type']} {delivery['task_id']} "
+            print(f"webhook: {delivery['type']} {delivery['task_id']} "
                   f"{'verified' if verified else 'NOT VERIFIED'}"
                   f"{'' if not fault else ' (answered ' + fault + ')'}",
                   file=self._stream or sys.stderr, flush=True)

@@ -616,6 +616,7 @@ class Service:
         self._stoppers: List[Callable[[], None]] = []
         self._async: Any = None
         self._serving = False
+        self.inbox: Any = None  # the webhook inbox (redraw.tools.inbox) with the local follow-up
 
     def bind(self) -> None:
         """Listen (OSError when the port is taken): before the instances start, so that fails fast."""
@@ -837,6 +838,26 @@ def local_follow_up(args: Any, updates: Dict[str, Optional[str]]) -> Tuple[Any, 
                  "REDRAW_DELIVER_PREFIX": os.environ.get("REDRAW_DELIVER_PREFIX") or "redrawn/"}, state_dir
 
 
+def local_inbox(updates: Dict[str, Optional[str]]) -> Tuple[Any, Dict[str, str]]:
+    """A webhook inbox (``redraw.tools.inbox``) on a port of its own, and the variables that point the
+    function's REDRAW_WEBHOOK_URL at it (a generated secret, private addresses allowed: this run only);
+    ``(None, {})`` without the ``standardwebhooks`` library (a dev dependency), or when the environment
+    names a REDRAW_WEBHOOK_URL of its own. Per-request Webhooks may go to this machine's receivers."""
+    import importlib.util
+
+    if os.environ.get("REDRAW_WEBHOOK_URL") or importlib.util.find_spec("standardwebhooks") is None:
+        return None, {}
+    from ..webhooks.signing import new_secret
+    from .inbox import WebhookInbox
+
+    secret = os.environ.get("REDRAW_WEBHOOK_SECRET") or new_secret()
+    inbox = WebhookInbox(secret, stream=sys.stderr).start()
+    return inbox, {"REDRAW_WEBHOOK_URL": f"{inbox.url}/webhook", "REDRAW_WEBHOOK_SECRET": secret,
+                   "REDRAW_WEBHOOK_ALLOW_PRIVATE": "true",
+                   "REDRAW_WEBHOOK_ALLOWED_HOSTS": os.environ.get("REDRAW_WEBHOOK_ALLOWED_HOSTS")
+                   or "127.0.0.1,localhost,::1"}
+
+
 def worker_env(updates: Dict[str, Optional[str]]) -> Dict[str, str]:
     """The instances' environment: the server's, with where VOD calls go, and this checkout first on the path."""
     from .cli import _merged_env, is_loopback
@@ -921,6 +942,11 @@ def run(args: Any) -> int:
                 local_cos, follow, state_dir = local_follow_up(args, updates)
                 service._stoppers.insert(0, local_cos.stop)  # stopped last: sweeps in flight still reach it
                 updates = {**updates, **follow}
+                inbox, hooks = local_inbox(updates)
+                if inbox is not None:
+                    service.inbox = inbox  # its deliveries() (the console shows them)
+                    service._stoppers.insert(0, inbox.stop)
+                    updates = {**updates, **hooks}
             settings = cli._settings(updates)   # a configuration error: exit 2 now, not a 500 per request
             service.pool.env = worker_env(updates)
             embedded = "TENCENTCLOUD_SECRETKEY" in updates
@@ -958,7 +984,13 @@ def run(args: Any) -> int:
                              f"{args.bucket}; records and receipts go to {os.path.join(state_dir, settings.state_prefix)}, "
                              f"redrawn videos to {os.path.join(folder, settings.deliver_prefix or '')}; "
                              f"the timer trigger sweeps every {args.sweep_every:g} s")
-            elif follow_up_wanted(args):
+            if service.inbox is not None:
+                lines.append(f"webhooks on: a webhook inbox at {service.inbox.url}/webhook verifies each delivery "
+                             "(standardwebhooks) and prints one line per delivery; a request's own Webhook may "
+                             "name a receiver on this machine")
+            elif local_cos is not None:
+                lines.append("webhooks off: install requirements-dev.txt (standardwebhooks) for the local inbox")
+            if local_cos is None and follow_up_wanted(args):
                 lines.append(f"follow-up on (REDRAW_COS_ENDPOINT): the timer trigger sweeps every {args.sweep_every:g} s")
             # everything is ready when the first line appears: it says where, and how to try it
             _say(f"serving the function on {service.url} -- try: {curl_example(service.url)}")
