@@ -4,7 +4,8 @@ It starts ``redraw serve --watch DIR --follow-up`` (in-process VOD emulator, a l
 as the bucket, a sweep every ``--sweep-every`` s), writes a real MP4 into ``DIR/uploads/``, and
 reports each step as the function's own log lines show it: the task created by the COS trigger, the
 sweep's checks, the one ``task.finished`` line, the redrawn video delivered into ``DIR/redrawn/``
-with the receipt beside it, and the signed webhook arriving at ``redraw serve``'s webhook inbox. Exits 0 when the loop closed, 1 when it did not within ``--timeout``.
+with the receipt beside it, and the signed webhook arriving at ``redraw serve``'s webhook inbox.
+Exits 0 when the loop closed, 1 when it did not within ``--timeout``.
 """
 from __future__ import annotations
 
