@@ -80,6 +80,21 @@ def hooks(follow, inbox, env):
     return env
 
 
+def private_name():
+    """A DNS name of this machine that resolves to a loopback or private address (the SSRF case)."""
+    import ipaddress
+    import socket
+
+    name = socket.gethostname()
+    try:
+        address = ipaddress.ip_address(socket.getaddrinfo(name, 443)[0][4][0])
+    except (OSError, ValueError):
+        pytest.skip("this machine's name does not resolve")
+    if address.is_global:
+        pytest.skip("this machine's name resolves to a public address")
+    return name
+
+
 def outbox(cos):
     return cos.keys(STATE, "redraw/outbox/")
 
@@ -173,12 +188,26 @@ def test_a_message_that_runs_out_of_its_schedule_is_abandoned_with_an_error_line
 
 def test_a_webhook_url_that_resolves_to_a_private_address_is_refused_at_send_time(invoke, hooks, cos, inbox):
     hooks.setenv("REDRAW_WEBHOOK_ALLOW_PRIVATE", "false")
-    hooks.setenv("REDRAW_WEBHOOK_URL", "https://localtest.me/hook")  # a public name for 127.0.0.1
+    hooks.setenv("REDRAW_WEBHOOK_URL", f"https://{private_name()}:{inbox.port}/hook")  # a name, not an IP
     upload(invoke)
     lines = sweep_until(invoke, "webhook.failed")
     [failed] = named(lines, "webhook.failed")
-    assert failed["status"] is None and ("loopback" in failed["reason"] or "resolve" in failed["reason"])
+    assert failed["status"] is None and failed["outcome"] == "retry" and failed["next_attempt"]
+    assert "loopback" in failed["reason"] or "private" in failed["reason"]
     assert inbox.deliveries() == [] and len(outbox(cos)) == 1
+
+
+def test_a_slow_receiver_never_holds_the_sweep_past_its_budget(invoke, hooks, cos, inbox):
+    hooks.setenv("REDRAW_WEBHOOK_TIMEOUT", "10")
+    inbox.slow_s = 8
+    inbox.inject("timeout")
+    upload(invoke)
+    started = time.monotonic()
+    lines = sweep_until(invoke, "webhook.failed", time_limit_in_ms=6000)  # usable: 4.5 s
+    assert time.monotonic() - started < 4.5
+    [failed] = named(lines, "webhook.failed")
+    assert failed["reason"].startswith("timed out") and failed["duration_ms"] < 4000
+    assert len(outbox(cos)) == 1  # recorded within the deadline: the next sweep retries it
 
 
 def test_the_sent_message_carries_the_standard_headers(hooks, inbox):
@@ -246,11 +275,13 @@ def test_a_request_webhook_that_is_not_allowed_gets_a_400_without_the_url(invoke
 def test_a_request_webhook_whose_host_resolves_to_a_private_address_is_refused(invoke, hooks, emulator):
     hooks.setenv("REDRAW_WEBHOOK_ALLOW_PRIVATE", "false")
     hooks.setenv("REDRAW_WEBHOOK_URL", "https://hooks.example.com/all")
-    hooks.setenv("REDRAW_WEBHOOK_ALLOWED_HOSTS", "*.localtest.me")  # public DNS names for 127.0.0.1
-    out = _http(invoke, Webhook="https://in.localtest.me/hook")
+    name = private_name()
+    hooks.setenv("REDRAW_WEBHOOK_ALLOWED_HOSTS", name)
+    out = _http(invoke, Webhook=f"https://{name}/hook")
     assert out.result["statusCode"] == 400
     [problem] = out.body["error"]["fields"]
-    assert problem["field"] == "Webhook" and ("loopback" in problem["problem"] or "resolve" in problem["problem"])
+    assert problem["field"] == "Webhook" and ("loopback" in problem["problem"] or "private" in problem["problem"])
+    assert name not in out.result["body"]
 
 
 def test_a_request_webhook_is_kept_with_the_task_and_told_beside_the_deployments(invoke, hooks, cos, inbox,

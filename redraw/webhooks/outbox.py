@@ -133,7 +133,7 @@ class Outbox:
                              task_id=entry.get("task_id"), error=exc.cos_code or exc.code, reason=exc.message)
 
     def _attempt(self, key: str, entry: dict) -> None:
-        if self.deadline.remaining() < MIN_SEND_S + 3 * self.store.timeout:
+        if self.deadline.remaining() < MIN_SEND_S + 2 * self.store.timeout + MIN_ATTEMPT_TIME:  # claim, send, record
             self.count("webhook_left")
             return
         number = int(entry.get("attempts") or 0) + 1
