@@ -22,7 +22,7 @@ import struct
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional, TextIO, Tuple
+from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
 from .loopback import LoopbackServer, Served
 
@@ -108,6 +108,8 @@ class WebhookInbox(Served):
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._stream, self._quiet = stream, quiet
+        #: called with each delivery before it is answered (the soak kills its sender there)
+        self.on_delivery: Optional[Callable[[Dict[str, Any]], None]] = None
 
     def _new_server(self, address: Tuple[str, int], family: int) -> LoopbackServer:
         return _Server(address, _Handler, self, family)
@@ -154,6 +156,8 @@ class WebhookInbox(Served):
         with self._arrived:
             self._deliveries.append(delivery)
             self._arrived.notify_all()
+        if self.on_delivery is not None:
+            self.on_delivery(delivery)
         if not self._quiet:
             print(f"webhook: {delivery['type']} {delivery['task_id']} "
                   f"{'verified' if verified else 'NOT VERIFIED'}"
