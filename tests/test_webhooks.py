@@ -407,3 +407,56 @@ def test_a_sweep_killed_after_sending_sends_once_more_with_the_same_webhook_id(i
     assert first["webhook_id"] == second["webhook_id"] and second["verified"]
     assert outbox(cos) == [] and cos.keys(STATE, "redraw/outbox-claims/") == []
     assert not named(sweep(invoke).logs, "webhook.sent") and len(inbox.deliveries()) == 2
+
+
+# --- TLS to the checked address, verified against the name --------------------------------------
+
+@pytest.fixture
+def tls_receiver(tmp_path):
+    """An https receiver on 127.0.0.1 whose certificate names hooks.redraw.test (openssl, self-signed)."""
+    import shutil
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "1", "-subj",
+                    "/CN=hooks.redraw.test", "-addext", "subjectAltName=DNS:hooks.redraw.test",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            seen.append((self.headers["Host"], self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = ssl.create_default_context(cafile=str(cert))
+    yield server.server_address[1], client, seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_connection_goes_to_the_checked_address_and_tls_checks_the_name(tls_receiver):
+    """No DNS lookup of hooks.redraw.test happens (it does not resolve): the socket goes to the address
+    the guard checked, and the certificate is verified for the name (SNI too)."""
+    from redraw.webhooks import sender
+
+    port, client, seen = tls_receiver
+    target = guard.Target("https", "hooks.redraw.test", port, "/in?x=1", "127.0.0.1")
+    answer = sender.post(target, {"content-type": "application/json"}, b"{}", 2.0, context=client)
+    assert answer.status == 204 and seen == [(f"hooks.redraw.test:{port}", b"{}")]
+    other = guard.Target("https", "evil.redraw.test", port, "/in", "127.0.0.1")
+    refused = sender.post(other, {"content-type": "application/json"}, b"{}", 2.0, context=client)
+    assert refused.status is None and "certificate" in refused.error and len(seen) == 1

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -75,7 +74,6 @@ class Outbox:
         self.claims = f"{settings.state_prefix}outbox-claims/"
         self.request_id = request_id
         self._key = signing.key_of(settings.webhook_secret) if settings.webhook_secret else b""
-        self._lock = threading.Lock()
 
     def key(self, task_id: str, endpoint: str) -> str:
         return f"{self.prefix}{task_id}.{endpoint}.json"

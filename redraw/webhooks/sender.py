@@ -50,10 +50,9 @@ class _Pinned(http.client.HTTPConnection):
         self._target, self._context = target, context
 
     def connect(self) -> None:
-        sock = socket.create_connection((self._target.address, self._target.port), self.timeout)
-        if self._context is not None:
-            sock = self._context.wrap_socket(sock, server_hostname=self._target.host)
-        self.sock = sock
+        self.sock = socket.create_connection((self._target.address, self._target.port), self.timeout)
+        if self._context is not None:  # the watchdog can cut a handshake too: self.sock is set meanwhile
+            self.sock = self._context.wrap_socket(self.sock, server_hostname=self._target.host)
 
 
 def post(target: Target, headers: Dict[str, str], body: bytes, timeout: float,
