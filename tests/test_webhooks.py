@@ -373,40 +373,58 @@ main_handler({timer!r}, {{"request_id": "doomed-sweep", "time_limit_in_ms": 2000
 """
 
 
-def test_a_sweep_killed_after_sending_sends_once_more_with_the_same_webhook_id(invoke, hooks, cos, inbox,
-                                                                               emulator):
-    """A real process sweeps; the receiver has the message when the process is killed, before it could
-    record the attempt. The next sweep, once the dead one's claim has expired, sends it once more:
-    the receiver sees two copies with one webhook-id (what it dedupes by), never a third."""
-    hooks.setenv("REDRAW_WEBHOOK_TIMEOUT", "10")
-    task_id = upload(invoke)
-    emulator.task_duration = 0
+def kill_while_sending(inbox):
+    """A real process sweeps; it is SIGKILLed once the receiver holds its message (sent, not recorded)."""
+    inbox.released.clear()
     inbox.inject("hold")
+    before = len(inbox.deliveries())
     script = SWEEP_SCRIPT.format(root=str(ROOT), timer=TIMER)
-    proc = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     try:
-        [held] = inbox.wait_for(1, timeout=30, accepted=False)
-        assert held["task_id"] == task_id and held["verified"]
+        held = inbox.wait_for(before + 1, timeout=30, accepted=False)[-1]
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
         inbox.release()
-    assert len(outbox(cos)) == 1  # not recorded: the message is still to send
-    assert not named(sweep(invoke).logs, "webhook.sent")  # its claim is alive: nobody else sends
+    return held
+
+
+def expire_claims(cos):
+    """As if the killed invocations had ended: their claims past their expiry."""
     root = cos.buckets[STATE]
-    for key in cos.keys(STATE, "redraw/outbox-claims/"):  # as if the dead invocation had ended
+    for key in cos.keys(STATE, "redraw/outbox-claims/"):
         claim = root / key
         claim.write_text(json.dumps({**json.loads(claim.read_text(encoding="utf-8")), "expires": 0}))
+
+
+@pytest.mark.parametrize("kills", [1, 2])
+def test_a_sweep_killed_after_sending_sends_once_more_with_the_same_webhook_id(invoke, hooks, cos, inbox,
+                                                                               emulator, kills):
+    """The receiver has the message when the sweep's process is killed, before it could record the
+    attempt. The next sweep, once the dead one's claim has expired, sends it once more: one more copy
+    per kill, all with one webhook-id (what receivers dedupe by), and then no more."""
+    hooks.setenv("REDRAW_WEBHOOK_TIMEOUT", "10")
+    task_id = upload(invoke)
+    emulator.task_duration = 0
+    held = kill_while_sending(inbox)
+    assert held["task_id"] == task_id and held["verified"]
+    assert len(outbox(cos)) == 1  # not recorded: the message is still to send
+    assert not named(sweep(invoke).logs, "webhook.sent")  # its claim is alive: nobody else sends
+    for _ in range(kills - 1):
+        expire_claims(cos)
+        kill_while_sending(inbox)
+    expire_claims(cos)
     lines = sweep(invoke).logs
     [sent] = named(lines, "webhook.sent")
-    assert sent["attempt"] == 2 and sent["webhook_id"] == held["webhook_id"]
-    first, second = inbox.deliveries()
-    assert first["webhook_id"] == second["webhook_id"] and second["verified"]
+    assert sent["attempt"] == kills + 1 and sent["webhook_id"] == held["webhook_id"]
+    deliveries = inbox.deliveries()
+    assert len(deliveries) == kills + 1 and {d["webhook_id"] for d in deliveries} == {held["webhook_id"]}
+    assert all(d["verified"] for d in deliveries)
     assert outbox(cos) == [] and cos.keys(STATE, "redraw/outbox-claims/") == []
-    assert not named(sweep(invoke).logs, "webhook.sent") and len(inbox.deliveries()) == 2
+    assert not named(sweep(invoke).logs, "webhook.sent") and len(inbox.deliveries()) == kills + 1
 
 
 # --- TLS to the checked address, verified against the name --------------------------------------

@@ -136,11 +136,10 @@ class Outbox:
             return
         number = int(entry.get("attempts") or 0) + 1
         claim = self._claim(entry, number)
-        if claim is None:  # another sweep is at it, or its attempt was unconfirmed: look again
-            entry = self._after_lost_claim(key, entry, number)
+        if claim is None:  # another sweep is at it, or sweeps died before recording their attempts
+            entry, number = self._after_lost_claims(key, entry)
             if entry is None:
                 return
-            number += 1
             claim = self._claim(entry, number)
             if claim is None:
                 self.count("webhook_claimed_elsewhere")
@@ -157,23 +156,31 @@ class Outbox:
         return key if self.store.put_json(self.bucket, self.region, key, body, self.deadline,
                                           create_only=True) else None
 
-    def _after_lost_claim(self, key: str, entry: dict, number: int) -> Optional[dict]:
-        """Attempt ``number`` is claimed already. While its claim lives, its sweep is at work: None.
-        Once it has expired, the message as recorded says whether that sweep recorded its attempt;
-        if not, it died between sending and recording: the attempt is counted as unconfirmed and the
-        caller makes the next one (the receiver may get this message twice, with the same webhook-id)."""
-        held = self.store.get_json(self.bucket, self.region, f"{self._claims_of(entry)}{number:03d}", self.deadline)
+    def _after_lost_claims(self, key: str, entry: dict) -> Tuple[Optional[dict], int]:
+        """The next attempt is claimed already. While the last claim lives, its sweep is at work:
+        ``(None, 0)``. Once it has expired, the message as recorded says which attempts were recorded;
+        the claimed ones that were not died between sending and recording: they are counted as
+        unconfirmed and the caller claims the one after the last (the receiver may then get this
+        message once more per such attempt, always with the same webhook-id)."""
+        prefix = self._claims_of(entry)
+        numbers = sorted(int(k[len(prefix):]) for k, _ in self.store.list(self.bucket, self.region, prefix,
+                                                                        self.deadline) if k[len(prefix):].isdigit())
+        if not numbers:
+            return None, 0
+        last = numbers[-1]
+        held = self.store.get_json(self.bucket, self.region, f"{prefix}{last:03d}", self.deadline)
         if isinstance(held, dict) and float(held.get("expires") or 0) > time.time():
             self.count("webhook_claimed_elsewhere")
-            return None
+            return None, 0
         current = self.store.get_json(self.bucket, self.region, key, self.deadline)
         if not isinstance(current, dict):
-            return None  # delivered meanwhile
-        if int(current.get("attempts") or 0) >= number:
-            return None  # recorded: the next sweep (or this one's next pass) makes the next attempt when due
+            return None, 0  # delivered meanwhile
+        recorded = int(current.get("attempts") or 0)
+        if recorded >= last:
+            return None, 0  # every claimed attempt is recorded: the next one is made when it is due
         self.count("webhook_unconfirmed")
-        current.update(attempts=number, unconfirmed=int(current.get("unconfirmed") or 0) + 1)
-        return current
+        current.update(attempts=last, unconfirmed=int(current.get("unconfirmed") or 0) + last - recorded)
+        return current, last + 1
 
     def _target(self, entry: dict) -> guard.Target:
         url = self.settings.webhook_url if entry.get("endpoint") == DEPLOYMENT else entry.get("url")
