@@ -321,6 +321,22 @@ def test_the_task_answer_carries_the_receipt_state_and_a_download_url(invoke, ho
         assert answer.status == 200
 
 
+def test_redraw_status_answers_the_receipt_state_and_a_download_url(invoke, hooks, cos, inbox, capsys):
+    from redraw.tools import cli
+
+    hooks.setenv("REDRAW_DELIVER_PREFIX", "redrawn/")
+    task_id = _http(invoke).body["TaskId"]
+    sweep_until(invoke, "task.finished")
+    capsys.readouterr()
+    code = cli.main(["status", task_id, "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and summary["Status"] == "FINISH" and summary["State"] == "succeeded"
+    assert summary["DeliveredTo"].startswith(f"cos://{STATE}/redrawn/") and summary["DownloadUrl"].startswith(cos.url)
+    cli.main(["status", task_id])
+    shown = capsys.readouterr().out
+    assert any(line.startswith("State") and "succeeded" in line for line in shown.splitlines())
+
+
 # --- configuration -----------------------------------------------------------------------------
 
 BASE = {"VOD_SUB_APP_ID": "1500000001", "TENCENTCLOUD_SECRETID": "AKIDx", "TENCENTCLOUD_SECRETKEY": "sk-value",
