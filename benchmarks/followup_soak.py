@@ -635,6 +635,25 @@ def parser_for(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def run_soak(soak: Any, args: argparse.Namespace, name: str, report: Any) -> Dict[str, Any]:
+    """Run ``soak`` (a Soak class) in a work folder of its own; print ``report(result)`` and write it to
+    ``--out`` (unless ``-``)."""
+    workdir = WORK / name / f"run-{os.getpid()}"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    try:
+        result = soak(args, workdir).run()
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    text = report(result)
+    print(text)
+    if args.out != "-":
+        Path(args.out).write_text(text)
+        print(f"[{name}] wrote {args.out}", file=sys.stderr)
+    return result
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser_for(__doc__.split("\n\n")[0]).parse_args(argv)
     if args.smoke:
@@ -642,19 +661,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.rate, args.sweep_every, args.kill_every, args.time_limit = 20.0, 0.5, 1.0, 5.0
         args.max_kills = 2
         args.durations, args.timeout, args.http_timeout = (0.3, 1.0), 25.0, 1.5
-    workdir = WORK / "followup-soak" / f"run-{os.getpid()}"
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    try:
-        result = Soak(args, workdir).run()
-    finally:
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-    text = render(result)
-    print(text)
-    if args.out != "-":
-        Path(args.out).write_text(text)
-        print(f"[followup-soak] wrote {args.out}", file=sys.stderr)
+    result = run_soak(Soak, args, "followup-soak", render)
     found = problems(result, killed_window_ok=args.smoke)
     if result["missed_killed"]:
         print(f"[followup-soak] {len(result['missed_killed'])} task.finished lines lost: their sweep was killed "

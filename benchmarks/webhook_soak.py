@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import random
-import shutil
 import sys
 import threading
 import time
@@ -41,7 +39,7 @@ from typing import Any, Dict, List, Optional
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _support as S  # noqa: E402
 import followup_soak as F  # noqa: E402
-from _support import BENCH, WORK  # noqa: E402
+from _support import BENCH  # noqa: E402
 
 from redraw.config import DEFAULT_WEBHOOK_SCHEDULE  # noqa: E402
 from redraw.tools.inbox import WebhookInbox  # noqa: E402
@@ -213,19 +211,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.durations, args.timeout, args.http_timeout = (0.1, 0.3), 25.0, 1.0
         args.compress, args.down, args.webhook_timeout = 300.0, 0.5, 0.5
         args.kill_after_send, args.max_send_kills = 0.3, 1
-    workdir = WORK / "webhook-soak" / f"run-{os.getpid()}"
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    try:
-        result = WebhookSoak(args, workdir).run()
-    finally:
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-    text = render(result)
-    print(text)
-    if args.out != "-":
-        Path(args.out).write_text(text)
-        print(f"[webhook-soak] wrote {args.out}", file=sys.stderr)
+    result = F.run_soak(WebhookSoak, args, "webhook-soak", render)
     found = webhook_problems(result) + F.problems(result, killed_window_ok=True)
     for problem in found:
         print(f"[webhook-soak] PROBLEM: {problem}", file=sys.stderr)
