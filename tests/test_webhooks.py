@@ -409,11 +409,13 @@ def kill_while_sending(inbox):
 
 
 def expire_claims(cos):
-    """As if the killed invocations had ended: their claims past their expiry."""
+    """As if the killed invocations had ended: their claims past their expiry, the finisher's hold on
+    its new message (``next_at``) passed."""
     root = cos.buckets[STATE]
-    for key in cos.keys(STATE, "redraw/outbox-claims/"):
-        claim = root / key
-        claim.write_text(json.dumps({**json.loads(claim.read_text(encoding="utf-8")), "expires": 0}))
+    for prefix, field in (("redraw/outbox-claims/", "expires"), ("redraw/outbox/", "next_at")):
+        for key in cos.keys(STATE, prefix):
+            path = root / key
+            path.write_text(json.dumps({**json.loads(path.read_text(encoding="utf-8")), field: 0}))
 
 
 @pytest.mark.parametrize("kills", [1, 2])
@@ -428,7 +430,7 @@ def test_a_sweep_killed_after_sending_sends_once_more_with_the_same_webhook_id(i
     held = kill_while_sending(inbox)
     assert held["task_id"] == task_id and held["verified"]
     assert len(outbox(cos)) == 1  # not recorded: the message is still to send
-    assert not named(sweep(invoke).logs, "webhook.sent")  # its claim is alive: nobody else sends
+    assert not named(sweep(invoke).logs, "webhook.sent")  # held for the dead sweep: nobody else sends yet
     for _ in range(kills - 1):
         expire_claims(cos)
         kill_while_sending(inbox)

@@ -336,7 +336,7 @@ class Sweep:
         """The messages just written, sent right after the task.finished line."""
         if self.outbox is not None:
             for key, entry in messages:
-                self.outbox.attempt(key, entry)
+                self.outbox.send_reserved(key, entry)
 
     def _send_outbox(self) -> None:
         """Every sweep sends the messages that are due (earlier failures, a finisher that stopped)."""

@@ -10,12 +10,15 @@
   and the endpoint, the same for every attempt.
 - **Sent within seconds.** The finisher sends right after the ``task.finished`` line; every sweep
   also lists ``outbox/`` and sends what is due.
-- **One attempt, one sender.** Attempt ``n`` is made by whoever creates its claim. Its result is
+- **One attempt, one sender.** A new message is held for its finisher (``next_at`` is past that
+  sweep's deadline): its first attempt needs no claim. Every later attempt ``n`` is made by whoever
+  creates its claim. Its result is
   written back to the message (``attempts``, ``next_at``); a delivered or abandoned message is
   removed, with its claims, so the list stays short.
-- **At least once.** A sweep that dies after sending, before recording, leaves its claim behind;
-  once that claim has expired, the next sweep counts the attempt as unconfirmed and sends again,
-  with the same ``webhook-id``: the only way a message arrives twice.
+- **At least once.** A finisher that dies after sending leaves its message due once its hold has
+  passed; a sweep that dies after sending a later attempt leaves its claim behind, and once that
+  claim has expired, the next sweep counts the attempt as unconfirmed. Either way the message is sent
+  again, with the same ``webhook-id``: the only way a message arrives twice.
 """
 from __future__ import annotations
 
@@ -90,7 +93,10 @@ class Outbox:
                      "task_id": final["task_id"], "endpoint": endpoint,
                      "type": TYPES.get(str(final.get("state")), "task.failed"),
                      "timestamp": final.get("finished_at"), "data": message_data(final, source),
-                     "download": download_of(final), "created": round(now, 3), "attempts": 0, "next_at": now}
+                     "download": download_of(final), "created": round(now, 3), "attempts": 0,
+                     # held for this sweep's first attempt: no other sweep sends it before this one has ended
+                     "next_at": round(now + self.deadline.remaining() + CLAIM_MARGIN_S, 3),
+                     "reserved_by": self.request_id}
             if endpoint == REQUEST:
                 entry["url"] = record["webhook"]  # the full URL: the state bucket is private, logs never see it
             key = self.key(final["task_id"], endpoint)
@@ -121,10 +127,21 @@ class Outbox:
             return
         self.attempt(key, entry)
 
-    def attempt(self, key: str, entry: dict) -> None:
+    def send_reserved(self, key: str, entry: dict) -> None:
+        """The first attempt of a message this sweep has just written (it is held for this sweep until its
+        deadline has passed: no claim is needed); never raises StorageError."""
+        if self.deadline.remaining() < MIN_SEND_S + self.store.timeout + MIN_ATTEMPT_TIME:  # send, record
+            self.count("webhook_left")  # sent by a later sweep, once the hold has passed
+            return
+        self.attempt(key, entry, reserved=True)
+
+    def attempt(self, key: str, entry: dict, reserved: bool = False) -> None:
         """Claim the next attempt, make it, record it; never raises StorageError (the next sweep retries)."""
         try:
-            self._attempt(key, entry)
+            if reserved:
+                self._send(key, entry, 1)
+            else:
+                self._attempt(key, entry)
         except StorageError as exc:
             self.count("webhook_storage_errors")
             self.log.warning("webhook.unrecorded", outcome="retry", webhook_id=entry.get("webhook_id"),
@@ -134,6 +151,9 @@ class Outbox:
         if self.deadline.remaining() < MIN_SEND_S + 2 * self.store.timeout + MIN_ATTEMPT_TIME:  # claim, send, record
             self.count("webhook_left")
             return
+        if not entry.get("attempts") and entry.get("reserved_by"):
+            # its finisher's hold has passed with nothing recorded: that sweep stopped, maybe after sending
+            entry = {**entry, "attempts": 1, "unconfirmed": int(entry.get("unconfirmed") or 0) + 1}
         number = int(entry.get("attempts") or 0) + 1
         claim = self._claim(entry, number)
         if claim is None:  # another sweep is at it, or sweeps died before recording their attempts
@@ -254,9 +274,10 @@ class Outbox:
         return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
     def _remove(self, key: str, entry: dict, number: int) -> None:
-        """The message first (it is done), then its claims, numbered 1..number (no other exists)."""
+        """The message first (it is done), then its claims, numbered 1..number (no other exists; a
+        message delivered by its finisher's own first attempt has none)."""
         self.store.delete(self.bucket, self.region, key, self.deadline)
-        for n in range(1, number + 1):
+        for n in range(1, number + 1 if number > 1 else 1):
             self.store.delete(self.bucket, self.region, f"{self._claims_of(entry)}{n:03d}", self.deadline)
 
 
