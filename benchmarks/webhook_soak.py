@@ -84,11 +84,15 @@ class WebhookSoak(F.Soak):
         it), so that it never records the attempt."""
         if self.sent_kills >= self.args.max_send_kills or self.kill_rng.random() >= self.args.kill_after_send:
             return
-        claims = self.cos.buckets[F.BUCKET] / F.STATE / "outbox-claims"
+        state = self.cos.buckets[F.BUCKET] / F.STATE
         task_id = delivery.get("task_id") or ""
+        try:  # a later attempt's sender holds its claim; a first attempt's, the hold on the message
+            claims = sorted((state / "outbox-claims" / f"{task_id}.deployment").iterdir())
+        except OSError:
+            claims = []
         try:
-            newest = max((claims / f"{task_id}.deployment").iterdir())
-            holder = json.loads(newest.read_text(encoding="utf-8")).get("request_id")
+            holder = json.loads((claims[-1] if claims else state / "outbox" / f"{task_id}.deployment.json")
+                                .read_text(encoding="utf-8")).get("request_id" if claims else "reserved_by")
         except (OSError, ValueError):
             return
         for slot in self.slots:
