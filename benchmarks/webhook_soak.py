@@ -86,14 +86,17 @@ class WebhookSoak(F.Soak):
             return
         state = self.cos.buckets[F.BUCKET] / F.STATE
         task_id = delivery.get("task_id") or ""
-        try:  # a later attempt's sender holds its claim; a first attempt's, the hold on the message
-            claims = sorted((state / "outbox-claims" / f"{task_id}.deployment").iterdir())
-        except OSError:
-            claims = []
+        claims = []
+        for folder in (state / "outbox-claims" / f"{task_id}.deployment", state / "claims" / task_id):
+            try:  # a later attempt's sender holds its claim; a first attempt's, the task's (its finisher)
+                claims = sorted(folder.iterdir())
+            except OSError:
+                continue
+            if claims:
+                break
         try:
-            holder = json.loads((claims[-1] if claims else state / "outbox" / f"{task_id}.deployment.json")
-                                .read_text(encoding="utf-8")).get("request_id" if claims else "reserved_by")
-        except (OSError, ValueError):
+            holder = json.loads(claims[-1].read_text(encoding="utf-8")).get("request_id")
+        except (IndexError, OSError, ValueError):
             return
         for slot in self.slots:
             busy = slot.busy

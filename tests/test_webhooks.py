@@ -409,10 +409,11 @@ def kill_while_sending(inbox):
 
 
 def expire_claims(cos):
-    """As if the killed invocations had ended: their claims past their expiry, the finisher's hold on
-    its new message (``next_at``) passed."""
+    """As if the killed invocations had ended: their claims (the task's, the messages') past their
+    expiry, the done record past its ``finisher_gone_at``."""
     root = cos.buckets[STATE]
-    for prefix, field in (("redraw/outbox-claims/", "expires"), ("redraw/outbox/", "next_at")):
+    for prefix, field in (("redraw/outbox-claims/", "expires"), ("redraw/claims/", "expires"),
+                          ("redraw/done/", "finisher_gone_at")):
         for key in cos.keys(STATE, prefix):
             path = root / key
             path.write_text(json.dumps({**json.loads(path.read_text(encoding="utf-8")), field: 0}))
@@ -429,8 +430,8 @@ def test_a_sweep_killed_after_sending_sends_once_more_with_the_same_webhook_id(i
     emulator.task_duration = 0
     held = kill_while_sending(inbox)
     assert held["task_id"] == task_id and held["verified"]
-    assert len(outbox(cos)) == 1  # not recorded: the message is still to send
-    assert not named(sweep(invoke).logs, "webhook.sent")  # held for the dead sweep: nobody else sends yet
+    assert len(cos.keys(STATE, "redraw/pending/")) == 1  # not tidied: the task's recovery sends it again
+    assert not named(sweep(invoke).logs, "webhook.sent")  # the dead sweep's claim lives: nobody sends yet
     for _ in range(kills - 1):
         expire_claims(cos)
         kill_while_sending(inbox)
@@ -438,6 +439,7 @@ def test_a_sweep_killed_after_sending_sends_once_more_with_the_same_webhook_id(i
     lines = sweep(invoke).logs
     [sent] = named(lines, "webhook.sent")
     assert sent["attempt"] == kills + 1 and sent["webhook_id"] == held["webhook_id"]
+    assert [line["task_id"] for line in named(lines, "task.recovered")] == ([task_id] if kills == 1 else [])
     deliveries = inbox.deliveries()
     assert len(deliveries) == kills + 1 and {d["webhook_id"] for d in deliveries} == {held["webhook_id"]}
     assert all(d["verified"] for d in deliveries)

@@ -286,6 +286,7 @@ class Sweep:
         if final is not None:  # finished before: only the tidying was left
             if self._recover_or_wait(final):
                 self.count("tidied")
+                self._park_outbox(record, final)
                 self._tidy(pending, record, final)
             else:
                 self.count("finishing_elsewhere")
@@ -314,29 +315,31 @@ class Sweep:
             return
         final = self._final(record, ending, delivered)
         try:
-            messages = self._write_outbox(record, final)  # before the done record: never lost, never reset
             self.store.put_json(self.bucket, self.region, done_key, final, self.deadline)
         except BaseException:
             self._release(task_id, claim)  # not finished (no line yet): the next sweep finds the delivery and says so
             raise
         self._log_finished(final, ending)
         self.count(final["state"])
-        self._send_now(messages)
-        self._tidy(pending, record, final)
+        if self._send_now(record, final):  # else the pending record stays: the task's recovery sends them
+            self._tidy(pending, record, final)
 
     # --- webhooks (redraw.webhooks.outbox) -----------------------------------------------------
 
-    def _write_outbox(self, record: dict, final: dict) -> list:
-        """The task's webhook messages, written create-only before its done record."""
-        if self.outbox is None:
-            return []
-        return self.outbox.write(record, final, parse_context(final.get("session_context")))
+    def _messages(self, record: dict, final: dict) -> list:
+        return self.outbox.messages(record, final, parse_context(final.get("session_context"))) \
+            if self.outbox is not None else []
 
-    def _send_now(self, messages: list) -> None:
-        """The messages just written, sent right after the task.finished line."""
-        if self.outbox is not None:
-            for key, entry in messages:
-                self.outbox.send_reserved(key, entry)
+    def _send_now(self, record: dict, final: dict) -> bool:
+        """The task's webhooks, sent right after its task.finished line (what fails goes to the outbox);
+        False when one could not be recorded."""
+        return all([self.outbox.send_first(key, entry) for key, entry in self._messages(record, final)])
+
+    def _park_outbox(self, record: dict, final: dict) -> None:
+        """A recovered task: its finisher stopped before tidying, perhaps before (or after) sending its
+        webhooks: they go to the outbox, due now (one already there is kept)."""
+        for key, entry in self._messages(record, final):
+            self.outbox.park(key, entry, unconfirmed=1)
 
     def _send_outbox(self) -> None:
         """Every sweep sends the messages that are due (earlier failures, a finisher that stopped)."""

@@ -5,20 +5,21 @@
     redraw/outbox/<TaskId>.<endpoint>.json        a message not yet delivered (endpoint: deployment | request)
     redraw/outbox-claims/<TaskId>.<endpoint>/<n>  who makes attempt n (create-only, until its deadline)
 
-- **Written once.** The finishing sweep writes a task's messages create-only *before* its done
-  record, so a retry of finishing never resets one; its ``webhook-id`` is derived from the TaskId
-  and the endpoint, the same for every attempt.
-- **Sent within seconds.** The finisher sends right after the ``task.finished`` line; every sweep
-  also lists ``outbox/`` and sends what is due.
-- **One attempt, one sender.** A new message is held for its finisher (``next_at`` is past that
-  sweep's deadline): its first attempt needs no claim. Every later attempt ``n`` is made by whoever
-  creates its claim. Its result is
-  written back to the message (``attempts``, ``next_at``); a delivered or abandoned message is
-  removed, with its claims, so the list stays short.
-- **At least once.** A finisher that dies after sending leaves its message due once its hold has
-  passed; a sweep that dies after sending a later attempt leaves its claim behind, and once that
-  claim has expired, the next sweep counts the attempt as unconfirmed. Either way the message is sent
-  again, with the same ``webhook-id``: the only way a message arrives twice.
+- **First attempt, no object.** The sweep that finishes a task sends its message(s) right after the
+  ``task.finished`` line, before it tidies the task up: the done record holds the message and the
+  pending record, still there, says the task may not have been told yet. Delivered at once (the
+  usual case), a message costs no COS request. The ``webhook-id`` is derived from the TaskId and
+  the endpoint: the same for every attempt and every copy.
+- **The outbox keeps what is left.** A first attempt that failed, or that the finisher had no time
+  for, is written to ``outbox/`` (create-only); a finisher that stopped before tidying (killed after
+  sending, perhaps) is recovered by a later sweep, which writes the task's messages there too.
+  Every sweep lists ``outbox/`` and sends what is due.
+- **One attempt, one sender.** An attempt from the outbox is made by whoever creates its claim.
+  Its result is written back to the message (``attempts``, ``next_at``); a delivered or abandoned
+  message is removed, with its claims, so the list stays short.
+- **At least once.** A sweep that dies after sending, before recording, leaves the message to be sent
+  again: by the recovery of its task (a first attempt), or once its claim has expired (a later one),
+  the attempt counted as unconfirmed. The copy carries the same ``webhook-id``.
 """
 from __future__ import annotations
 
@@ -83,26 +84,26 @@ class Outbox:
 
     # --- writing, before the done record ------------------------------------------------------
 
-    def write(self, record: dict, final: dict, source: Dict[str, Any]) -> List[Tuple[str, dict]]:
-        """Create the task's messages (create-only: an existing one is kept as it is). Returns the
-        messages this call created, to send at once; StorageError when one cannot be written."""
-        created = []
-        now = time.time()
+    def messages(self, record: dict, final: dict, source: Dict[str, Any]) -> List[Tuple[str, dict]]:
+        """A finished task's messages, one per endpoint, as ``(outbox key, message)`` (nothing written)."""
+        out = []
         for endpoint in endpoints_for(self.settings, record):
             entry = {"version": VERSION, "webhook_id": webhook_id(final["task_id"], endpoint),
                      "task_id": final["task_id"], "endpoint": endpoint,
                      "type": TYPES.get(str(final.get("state")), "task.failed"),
                      "timestamp": final.get("finished_at"), "data": message_data(final, source),
-                     "download": download_of(final), "created": round(now, 3), "attempts": 0,
-                     # held for this sweep's first attempt: no other sweep sends it before this one has ended
-                     "next_at": round(now + self.deadline.remaining() + CLAIM_MARGIN_S, 3),
-                     "reserved_by": self.request_id}
+                     "download": download_of(final), "attempts": 0}
             if endpoint == REQUEST:
                 entry["url"] = record["webhook"]  # the full URL: the state bucket is private, logs never see it
-            key = self.key(final["task_id"], endpoint)
-            if self.store.put_json(self.bucket, self.region, key, entry, self.deadline, create_only=True):
-                created.append((key, entry))
-        return created
+            out.append((self.key(final["task_id"], endpoint), entry))
+        return out
+
+    def park(self, key: str, entry: dict, unconfirmed: int = 0) -> None:
+        """Put a message in the outbox, due now (create-only: one that is there already is kept).
+        ``unconfirmed``: attempts that may have been made without being recorded."""
+        parked = {**entry, "attempts": unconfirmed, "unconfirmed": unconfirmed, "claims_from": unconfirmed + 1,
+                  "created": round(time.time(), 3), "next_at": round(time.time(), 3)}
+        self.store.put_json(self.bucket, self.region, key, parked, self.deadline, create_only=True)
 
     # --- sending --------------------------------------------------------------------------------
 
@@ -127,33 +128,37 @@ class Outbox:
             return
         self.attempt(key, entry)
 
-    def send_reserved(self, key: str, entry: dict) -> None:
-        """The first attempt of a message this sweep has just written (it is held for this sweep until its
-        deadline has passed: no claim is needed); never raises StorageError."""
-        if self.deadline.remaining() < MIN_SEND_S + self.store.timeout + MIN_ATTEMPT_TIME:  # send, record
-            self.count("webhook_left")  # sent by a later sweep, once the hold has passed
-            return
-        self.attempt(key, entry, reserved=True)
+    def send_first(self, key: str, entry: dict) -> bool:
+        """The first attempt of a message its finisher has just built (its task's claim is this sweep's:
+        no other sweep sends it); a failure, or no time for it, puts it in the outbox. False when that
+        could not be written: the task must then not be tidied (its recovery sends the message)."""
+        try:
+            if self.deadline.remaining() < MIN_SEND_S + self.store.timeout + MIN_ATTEMPT_TIME:  # send, record
+                self.count("webhook_left")
+                self.park(key, entry)
+            else:
+                self._send(key, entry, 1, first=True)
+        except StorageError as exc:
+            self._unrecorded(entry, exc)
+            return False
+        return True
 
-    def attempt(self, key: str, entry: dict, reserved: bool = False) -> None:
+    def attempt(self, key: str, entry: dict) -> None:
         """Claim the next attempt, make it, record it; never raises StorageError (the next sweep retries)."""
         try:
-            if reserved:
-                self._send(key, entry, 1)
-            else:
-                self._attempt(key, entry)
+            self._attempt(key, entry)
         except StorageError as exc:
-            self.count("webhook_storage_errors")
-            self.log.warning("webhook.unrecorded", outcome="retry", webhook_id=entry.get("webhook_id"),
-                             task_id=entry.get("task_id"), error=exc.cos_code or exc.code, reason=exc.message)
+            self._unrecorded(entry, exc)
+
+    def _unrecorded(self, entry: dict, exc: StorageError) -> None:
+        self.count("webhook_storage_errors")
+        self.log.warning("webhook.unrecorded", outcome="retry", webhook_id=entry.get("webhook_id"),
+                         task_id=entry.get("task_id"), error=exc.cos_code or exc.code, reason=exc.message)
 
     def _attempt(self, key: str, entry: dict) -> None:
         if self.deadline.remaining() < MIN_SEND_S + 2 * self.store.timeout + MIN_ATTEMPT_TIME:  # claim, send, record
             self.count("webhook_left")
             return
-        if not entry.get("attempts") and entry.get("reserved_by"):
-            # its finisher's hold has passed with nothing recorded: that sweep stopped, maybe after sending
-            entry = {**entry, "attempts": 1, "unconfirmed": int(entry.get("unconfirmed") or 0) + 1}
         number = int(entry.get("attempts") or 0) + 1
         claim = self._claim(entry, number)
         if claim is None:  # another sweep is at it, or sweeps died before recording their attempts
@@ -208,7 +213,8 @@ class Outbox:
             raise guard.Refused("REDRAW_WEBHOOK_URL is no longer set")
         return guard.resolve(str(url), self.settings.webhook_allow_private)
 
-    def _send(self, key: str, entry: dict, number: int) -> None:
+    def _send(self, key: str, entry: dict, number: int, first: bool = False) -> None:
+        """Make attempt ``number`` and record its result (``first``: the message is in no outbox object)."""
         started = time.monotonic()
         url = self.settings.webhook_url if entry.get("endpoint") == DEPLOYMENT else entry.get("url")
         fields = dict(webhook_id=entry["webhook_id"], task_id=entry["task_id"], type=entry["type"],
@@ -229,7 +235,8 @@ class Outbox:
         if answer.status is not None and 200 <= answer.status < 300:
             self.count("webhook_sent")
             self.log.info("webhook.sent", outcome="sent", next_attempt=None, **fields)
-            self._remove(key, entry, number)
+            if not first:
+                self._remove(key, entry, number)
             return
         reason = answer.error or _status_reason(answer.status)
         delay = self._next_delay(entry, number, answer)
@@ -243,13 +250,16 @@ class Outbox:
                            fix="the receiver answered 410 Gone: it wants no more messages" if answer.status == GONE
                            else "the receiver did not accept this message on any attempt of the schedule; "
                                 "the task's receipt and its task.finished line still hold its end")
-            self._remove(key, entry, number)
+            if not first:
+                self._remove(key, entry, number)
             return
         next_at = time.time() + delay
         self.count("webhook_failed")
         self.log.warning("webhook.failed", outcome="retry", reason=reason, next_attempt=iso(next_at), **fields)
         entry.update(attempts=number, next_at=round(next_at, 3), last_status=answer.status, last_error=reason)
-        self.store.put_json(self.bucket, self.region, key, entry, self.deadline)
+        if first:
+            entry.update(created=round(time.time(), 3), claims_from=number + 1, unconfirmed=0)
+        self.store.put_json(self.bucket, self.region, key, entry, self.deadline, create_only=first)
 
     def _next_delay(self, entry: dict, number: int, answer: sender.Answer) -> Optional[float]:
         """Seconds until the next attempt; None: the message ends (410, or the schedule is used up;
@@ -274,10 +284,10 @@ class Outbox:
         return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
     def _remove(self, key: str, entry: dict, number: int) -> None:
-        """The message first (it is done), then its claims, numbered 1..number (no other exists; a
-        message delivered by its finisher's own first attempt has none)."""
+        """The message first (it is done), then its claims: numbered from the first attempt made from
+        the outbox (``claims_from``) to ``number`` (no other exists)."""
         self.store.delete(self.bucket, self.region, key, self.deadline)
-        for n in range(1, number + 1 if number > 1 else 1):
+        for n in range(int(entry.get("claims_from") or 1), number + 1):
             self.store.delete(self.bucket, self.region, f"{self._claims_of(entry)}{n:03d}", self.deadline)
 
 
