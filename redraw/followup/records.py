@@ -7,7 +7,7 @@ Everything lives under ``REDRAW_STATE_PREFIX`` (default ``redraw/``) in ``REDRAW
     redraw/pending/<created>-<TaskId>.json      the record of a task that has not ended (the sweep's list)
     redraw/claims/<TaskId>/<n>                  who finishes an ended task (create-only, until its deadline)
     redraw/done/<TaskId>.json                   the final state, written once when the task is finished
-    redraw/outbox/<TaskId>.<endpoint>.json      a webhook message not yet delivered (redraw.webhooks.outbox)
+    redraw/outbox/<TaskId>.<endpoint>.json      a webhook message not delivered at once (redraw.webhooks.outbox)
     redraw/outbox-claims/<TaskId>.<endpoint>/<n> who makes attempt n of that message (create-only)
 
 A receipt is small, indented JSON a person reads without a tool. Creating a task costs two

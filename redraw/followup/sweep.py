@@ -17,6 +17,9 @@ the ones that ended, each exactly once.
   retry, or a sweep killed half-way find the claim or the done record and neither deliver nor log
   twice. A done record whose pending record outlives its finisher (``finisher_gone_at``) gets a
   ``task.recovered`` line: that finisher may have died before its own line.
+- **Webhooks** (``redraw.webhooks.outbox``): the finisher sends a task's webhooks right after its
+  line, before tidying; what fails, and the messages of a recovered task, go to the outbox, which
+  every sweep sends from when due.
 """
 from __future__ import annotations
 
