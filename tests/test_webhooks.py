@@ -308,6 +308,22 @@ def test_a_request_webhook_is_kept_with_the_task_and_told_beside_the_deployments
     assert TOKEN not in json.dumps(out.logs + lines)
 
 
+def test_ckafka_and_direct_requests_may_name_their_own_webhook(invoke, hooks, cos, inbox, emulator):
+    hooks.setenv("REDRAW_WEBHOOK_ALLOWED_HOSTS", "127.0.0.1")
+    mine = inbox.url + "/kafka?token=" + TOKEN
+    batch = invoke(samples.ckafka_event([samples.redraw_body(Webhook=mine),
+                                         samples.redraw_body(Webhook="https://elsewhere.example.com/x?" + TOKEN)]))
+    ok, refused = batch.result["results"] if batch.error is None else batch.error.failures
+    assert ok["status"] == "submitted" and refused["status"] == "failed" and refused["fields"] == ["Webhook"]
+    direct = invoke(samples.redraw_body("https://media-1250000000.cos.ap-guangzhou.myqcloud.com/d.mp4", Webhook=mine))
+    assert direct.error is None and direct.result["Status"] == "submitted"
+    lines = sweep_until(invoke, "task.finished", count=2)
+    told = {d["task_id"] for d in inbox.deliveries() if d["verified"]}
+    assert {ok["task_id"], direct.result["TaskId"]} <= told
+    assert sorted(s["endpoint"] for s in named(lines, "webhook.sent")) == ["deployment"] * 2 + ["request"] * 2
+    assert TOKEN not in json.dumps(batch.logs + direct.logs + lines)
+
+
 def test_the_task_answer_carries_the_receipt_state_and_a_download_url(invoke, hooks, cos, inbox):
     hooks.setenv("REDRAW_DELIVER_PREFIX", "redrawn/")
     task_id = _http(invoke).body["TaskId"]
