@@ -92,6 +92,7 @@ def test_webhook_soak_smoke_run():
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     rows = {cells[1]: cells[2:] for cells in ([c.strip() for c in line.split("|")]
                                               for line in out.stdout.splitlines() if line.startswith("| "))}
-    assert rows["tasks whose end reached the receiver (accepted, verified)"][0] == "10 of 10"
+    assert rows["tasks whose end reached the receiver (accepted, verified), of those the follow-up finished"][0] \
+        == "10 of 10"
     assert rows["duplicates under another webhook-id"][0] == "0"
     assert rows["deliveries that did not verify (standardwebhooks)"][0] == "0"

@@ -46,6 +46,8 @@ from .delivery import DeliveryDeferred, OutputUnavailable, deliver
 #: list a task at once); older ones end with a ``task.lost`` line instead of being retried forever.
 LOST_AFTER_S = 600
 CLAIM_MARGIN_S = 5.0
+#: the part of a sweep's time it may spend sending webhooks from the outbox, before its checks
+OUTBOX_SHARE, OUTBOX_MIN_S = 0.3, 3.0
 ENDED = ("FINISH", "ABORTED")
 
 
@@ -174,6 +176,7 @@ class Sweep:
 
     def run(self) -> dict:
         started = self.deadline.start
+        self._send_outbox()
         now = time.time()
         listed: List[Pending] = []
         try:
@@ -196,7 +199,6 @@ class Sweep:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="redraw-sweep") as pool:
             for future in [pool.submit(contextvars.copy_context().run, self.check, p) for p in todo]:
                 future.result()
-        self._send_outbox()
         summary = {"pending": len(listed), "due": len(todo), **{k: self.counts[k] for k in sorted(self.counts)}}
         self.log.info("sweep.done", outcome="done", duration_ms=ms_since(started), **summary)
         return summary
@@ -340,16 +342,31 @@ class Sweep:
 
     def _park_outbox(self, record: dict, final: dict) -> None:
         """A recovered task: its finisher stopped before tidying, perhaps before (or after) sending its
-        webhooks: they go to the outbox, due now (one already there is kept)."""
-        for key, entry in self._messages(record, final):
-            self.outbox.park(key, entry, unconfirmed=1)
+        webhooks: they go to the outbox, due now (one already there is kept), and are sent at once.
+        The done record then says so, so that a later recovery (this sweep stopped too) does not put
+        them there again once they are delivered."""
+        messages = self._messages(record, final)
+        if not messages or final.get("webhooks_parked"):
+            return
+        parked = [(key, self.outbox.park(key, entry, unconfirmed=1)) for key, entry in messages]
+        final["webhooks_parked"] = True
+        self.store.put_json(self.bucket, self.region, self.layout.done_key(record["task_id"]), final, self.deadline)
+        for key, entry in parked:
+            if entry is not None:
+                self.outbox.attempt(key, entry)
 
     def _send_outbox(self) -> None:
-        """Every sweep sends the messages that are due (earlier failures, a finisher that stopped)."""
-        if self.outbox is None or self.deadline.remaining() < 2 * self.store.timeout:
+        """Every sweep first sends the webhooks that are due (earlier failures, a finisher that stopped),
+        within ``OUTBOX_SHARE`` of its time: a receiver that is down cannot starve the checks, and busy
+        checks cannot starve the outbox."""
+        if self.outbox is None:
+            return
+        left_ms = self.deadline.remaining() * 1000
+        outbox = self.outbox.within(Deadline(left_ms, 0, cap_ms=max(left_ms * OUTBOX_SHARE, OUTBOX_MIN_S * 1000)))
+        if outbox.deadline.remaining() < MIN_ATTEMPT_TIME * 5:
             return
         try:
-            keys = self.outbox.pending()
+            keys = outbox.pending()
         except StorageError as exc:
             self.log.warning("webhook.outbox_unread", outcome="retry", error=exc.cos_code or exc.code,
                              reason=exc.message)
@@ -358,7 +375,7 @@ class Sweep:
             return
         workers = max(1, min(self.settings.sweep_concurrency, len(keys)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="redraw-webhook") as pool:
-            for future in [pool.submit(contextvars.copy_context().run, self.outbox.send_listed, k) for k in keys]:
+            for future in [pool.submit(contextvars.copy_context().run, outbox.send_listed, k) for k in keys]:
                 future.result()
 
     def _deliver(self, record: dict, ending: Ending) -> Optional[str]:

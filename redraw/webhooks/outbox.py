@@ -23,6 +23,7 @@
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import time
@@ -41,7 +42,8 @@ TYPES = {"succeeded": "task.succeeded", "failed": "task.failed", "lost": "task.l
 RETRY_AFTER_STATUSES = (429, 502, 503, 504)
 GONE = 410
 CLAIM_MARGIN_S = 5.0
-MIN_SEND_S = 1.0        # less time than this left for an attempt: the next sweep makes it
+MIN_SEND_S = 1.0        # less time than this for an attempt: the next sweep makes it
+RECORD_RESERVE_S = 1.0  # kept after an attempt to write its result down (a COS write takes milliseconds)
 MAX_RETRY_AFTER_S = 86400.0
 VERSION = 1
 
@@ -98,12 +100,13 @@ class Outbox:
             out.append((self.key(final["task_id"], endpoint), entry))
         return out
 
-    def park(self, key: str, entry: dict, unconfirmed: int = 0) -> None:
-        """Put a message in the outbox, due now (create-only: one that is there already is kept).
-        ``unconfirmed``: attempts that may have been made without being recorded."""
+    def park(self, key: str, entry: dict, unconfirmed: int = 0) -> Optional[dict]:
+        """Put a message in the outbox, due now (create-only: one that is there already is kept, and
+        None is returned). ``unconfirmed``: attempts that may have been made without being recorded."""
         parked = {**entry, "attempts": unconfirmed, "unconfirmed": unconfirmed, "claims_from": unconfirmed + 1,
                   "created": round(time.time(), 3), "next_at": round(time.time(), 3)}
-        self.store.put_json(self.bucket, self.region, key, parked, self.deadline, create_only=True)
+        return parked if self.store.put_json(self.bucket, self.region, key, parked, self.deadline,
+                                             create_only=True) else None
 
     # --- sending --------------------------------------------------------------------------------
 
@@ -133,7 +136,7 @@ class Outbox:
         no other sweep sends it); a failure, or no time for it, puts it in the outbox. False when that
         could not be written: the task must then not be tidied (its recovery sends the message)."""
         try:
-            if self.deadline.remaining() < MIN_SEND_S + self.store.timeout + MIN_ATTEMPT_TIME:  # send, record
+            if self._budget() < MIN_SEND_S:
                 self.count("webhook_left")
                 self.park(key, entry)
             else:
@@ -142,6 +145,17 @@ class Outbox:
             self._unrecorded(entry, exc)
             return False
         return True
+
+    def _budget(self) -> float:
+        """Seconds an attempt may take now: what is left of the deadline, less the time to record it.
+        A sweep stopped mid-attempt loses nothing (the attempt is unconfirmed: sent again)."""
+        return self.deadline.remaining() - RECORD_RESERVE_S - MIN_ATTEMPT_TIME
+
+    def within(self, deadline: Deadline) -> "Outbox":
+        """This outbox, bounded by another deadline (the sweep's share for sending from the outbox)."""
+        bounded = copy.copy(self)
+        bounded.deadline = deadline
+        return bounded
 
     def attempt(self, key: str, entry: dict) -> None:
         """Claim the next attempt, make it, record it; never raises StorageError (the next sweep retries)."""
@@ -156,7 +170,7 @@ class Outbox:
                          task_id=entry.get("task_id"), error=exc.cos_code or exc.code, reason=exc.message)
 
     def _attempt(self, key: str, entry: dict) -> None:
-        if self.deadline.remaining() < MIN_SEND_S + 2 * self.store.timeout + MIN_ATTEMPT_TIME:  # claim, send, record
+        if self._budget() < MIN_SEND_S + MIN_ATTEMPT_TIME:  # a claim, then the attempt
             self.count("webhook_left")
             return
         number = int(entry.get("attempts") or 0) + 1
@@ -229,8 +243,7 @@ class Outbox:
             headers = {"content-type": "application/json", "user-agent": "redraw-webhooks/1",
                        "webhook-id": entry["webhook_id"], "webhook-timestamp": str(sent_at),
                        "webhook-signature": signing.sign(self._key, entry["webhook_id"], sent_at, body)}
-            budget = self.deadline.remaining() - 2 * self.store.timeout - MIN_ATTEMPT_TIME
-            answer = sender.post(target, headers, body, min(self.settings.webhook_timeout, budget))
+            answer = sender.post(target, headers, body, min(self.settings.webhook_timeout, self._budget()))
         fields.update(status=answer.status, duration_ms=int((time.monotonic() - started) * 1000))
         if answer.status is not None and 200 <= answer.status < 300:
             self.count("webhook_sent")
