@@ -514,3 +514,20 @@ def test_the_connection_goes_to_the_checked_address_and_tls_checks_the_name(tls_
     other = guard.Target("https", "evil.redraw.test", port, "/in", "127.0.0.1")
     refused = sender.post(other, {"content-type": "application/json"}, b"{}", 2.0, context=client)
     assert refused.status is None and "certificate" in refused.error and len(seen) == 1
+
+
+def test_a_receiver_that_keeps_failing_is_left_alone_for_the_rest_of_the_sweep(invoke, hooks, cos, inbox,
+                                                                             emulator):
+    """Three failures in a row to a host: its other messages wait in the outbox for the next sweep
+    instead of holding the sweep's workers; once it answers again, every task is told."""
+    hooks.setenv("REDRAW_SWEEP_CONCURRENCY", "1")
+    emulator.task_duration = 0  # all five end before the first sweep: one sweep finishes them
+    tasks = [upload(invoke, f"uploads/many-{i}.mp4") for i in range(5)]
+    inbox.down_until = time.time() + 3600
+    lines = sweep(invoke).logs
+    assert len(named(lines, "task.finished")) == 5 and len(inbox.deliveries()) == 3 and len(named(lines, "webhook.failed")) == 3
+    assert len(outbox(cos)) == 5
+    inbox.down_until = 0
+    hooks.setenv("REDRAW_WEBHOOK_SCHEDULE", "0,0,0,0")
+    sweep_until(invoke, "webhook.sent", count=5)
+    assert {d["task_id"] for d in inbox.accepted()} == set(tasks) and outbox(cos) == []

@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -45,6 +46,7 @@ CLAIM_MARGIN_S = 5.0
 MIN_SEND_S = 1.0        # less time than this for an attempt: the next sweep makes it
 RECORD_RESERVE_S = 1.0  # kept after an attempt to write its result down (a COS write takes milliseconds)
 MAX_RETRY_AFTER_S = 86400.0
+BREAK_AFTER = 3         # failures in a row to one host in a sweep: its other messages wait for the next
 VERSION = 1
 
 
@@ -80,6 +82,10 @@ class Outbox:
         self.claims = f"{settings.state_prefix}outbox-claims/"
         self.request_id = request_id
         self._key = signing.key_of(settings.webhook_secret) if settings.webhook_secret else b""
+        # failures in a row per receiver host in this sweep: past BREAK_AFTER, its messages wait for the
+        # next sweep instead of holding this one's workers for a timeout each
+        self._streak: Dict[str, int] = {}
+        self._streak_lock = threading.Lock()
 
     def key(self, task_id: str, endpoint: str) -> str:
         return f"{self.prefix}{task_id}.{endpoint}.json"
@@ -136,7 +142,7 @@ class Outbox:
         no other sweep sends it); a failure, or no time for it, puts it in the outbox. False when that
         could not be written: the task must then not be tidied (its recovery sends the message)."""
         try:
-            if self._budget() < MIN_SEND_S:
+            if self._budget() < MIN_SEND_S or self._broken(entry):
                 self.count("webhook_left")
                 self.park(key, entry)
             else:
@@ -150,6 +156,19 @@ class Outbox:
         """Seconds an attempt may take now: what is left of the deadline, less the time to record it.
         A sweep stopped mid-attempt loses nothing (the attempt is unconfirmed: sent again)."""
         return self.deadline.remaining() - RECORD_RESERVE_S - MIN_ATTEMPT_TIME
+
+    def _host(self, entry: dict) -> str:
+        url = self.settings.webhook_url if entry.get("endpoint") == DEPLOYMENT else entry.get("url")
+        return str(guard.safe_url(url) or "").split("/", 3)[2] if url else ""
+
+    def _broken(self, entry: dict) -> bool:
+        with self._streak_lock:
+            return self._streak.get(self._host(entry), 0) >= BREAK_AFTER
+
+    def _note(self, entry: dict, ok: bool) -> None:
+        host = self._host(entry)
+        with self._streak_lock:
+            self._streak[host] = 0 if ok else self._streak.get(host, 0) + 1
 
     def within(self, deadline: Deadline) -> "Outbox":
         """This outbox, bounded by another deadline (the sweep's share for sending from the outbox)."""
@@ -170,7 +189,7 @@ class Outbox:
                          task_id=entry.get("task_id"), error=exc.cos_code or exc.code, reason=exc.message)
 
     def _attempt(self, key: str, entry: dict) -> None:
-        if self._budget() < MIN_SEND_S + MIN_ATTEMPT_TIME:  # a claim, then the attempt
+        if self._budget() < MIN_SEND_S + MIN_ATTEMPT_TIME or self._broken(entry):  # a claim, then the attempt
             self.count("webhook_left")
             return
         number = int(entry.get("attempts") or 0) + 1
@@ -245,6 +264,7 @@ class Outbox:
                        "webhook-signature": signing.sign(self._key, entry["webhook_id"], sent_at, body)}
             answer = sender.post(target, headers, body, min(self.settings.webhook_timeout, self._budget()))
         fields.update(status=answer.status, duration_ms=int((time.monotonic() - started) * 1000))
+        self._note(entry, answer.status is not None and answer.status < 500 and answer.status != 429)
         if answer.status is not None and 200 <= answer.status < 300:
             self.count("webhook_sent")
             self.log.info("webhook.sent", outcome="sent", next_attempt=None, **fields)
