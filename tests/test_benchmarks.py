@@ -95,4 +95,4 @@ def test_webhook_soak_smoke_run():
     assert rows["tasks whose end reached the receiver (accepted, verified), of those the follow-up finished"][0] \
         == "10 of 10"
     assert rows["duplicates under another webhook-id"][0] == "0"
-    assert rows["deliveries that did not verify (standardwebhooks)"][0] == "0"
+    assert rows["whole deliveries that did not verify (standardwebhooks)"][0] == "0"

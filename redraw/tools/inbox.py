@@ -50,7 +50,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(length) if 0 < length <= 1024 * 1024 else b""
         fault = inbox.next_fault()
         headers = {k.lower(): v for k, v in self.headers.items()}
-        inbox.record(headers, body, fault)
+        inbox.record(headers, body, fault, complete=len(body) == length)
         if fault == "reset":
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True
@@ -137,12 +137,13 @@ class WebhookInbox(Served):
 
     # --- deliveries -----------------------------------------------------------------------------
 
-    def record(self, headers: Dict[str, str], body: bytes, fault: Optional[str]) -> None:
+    def record(self, headers: Dict[str, str], body: bytes, fault: Optional[str], complete: bool = True) -> None:
+        error = None
         try:
             self._verifier.verify(body, headers)
-            verified = True
-        except Exception:  # noqa: BLE001 - any failure of verification is "not verified"
-            verified = False
+        except Exception as exc:  # noqa: BLE001 - any failure of verification is "not verified"
+            error = f"{type(exc).__name__}: {exc}"[:200]
+        verified = error is None
         try:
             message = json.loads(body)
         except ValueError:
@@ -152,7 +153,7 @@ class WebhookInbox(Served):
         delivery = {"received_at": time.time(), "webhook_id": headers.get("webhook-id"),
                     "timestamp": headers.get("webhook-timestamp"), "type": message.get("type"),
                     "task_id": data.get("task_id"), "verified": verified, "answered": fault or "200",
-                    "data": data}
+                    "complete": complete, "error": error, "data": data}
         with self._arrived:
             self._deliveries.append(delivery)
             self._arrived.notify_all()
@@ -165,8 +166,9 @@ class WebhookInbox(Served):
                   file=self._stream or sys.stderr, flush=True)
 
     def deliveries(self) -> List[Dict[str, Any]]:
-        """Every delivery so far: received_at, webhook_id, timestamp, type, task_id, verified, answered
-        (``200`` or the fault it was answered with) and the message's data."""
+        """Every delivery so far: received_at, webhook_id, timestamp, type, task_id, verified (and the
+        verification's ``error``), answered (``200`` or the fault it was answered with), complete (the
+        whole body arrived: a sender killed mid-request sends less) and the message's data."""
         with self._lock:
             return [dict(d) for d in self._deliveries]
 

@@ -192,16 +192,27 @@ class Outbox:
         if self._budget() < MIN_SEND_S + MIN_ATTEMPT_TIME or self._broken(entry):  # a claim, then the attempt
             self.count("webhook_left")
             return
-        number = int(entry.get("attempts") or 0) + 1
+        read = int(entry.get("attempts") or 0)  # as this sweep read the message
+        number = read + 1
         claim = self._claim(entry, number)
         if claim is None:  # another sweep is at it, or sweeps died before recording their attempts
-            entry, number = self._after_lost_claims(key, entry)
+            entry, number, read = self._after_lost_claims(key, entry)
             if entry is None:
                 return
             claim = self._claim(entry, number)
             if claim is None:
                 self.count("webhook_claimed_elsewhere")
                 return
+        # Claimed: is the message still as it was read? Another sweep may have delivered it (and removed
+        # its claims, so that this number was free) or recorded an attempt since.
+        current = self.store.get_json(self.bucket, self.region, key, self.deadline)
+        if not isinstance(current, dict):
+            self.store.delete(self.bucket, self.region, claim, self.deadline)
+            self.count("webhook_delivered_elsewhere")
+            return
+        if int(current.get("attempts") or 0) != read:
+            self.count("webhook_claimed_elsewhere")
+            return  # our claim stays (numbers are never reused); the message's removal deletes it
         self._send(key, entry, number)
 
     def _claims_of(self, entry: dict) -> str:
@@ -214,31 +225,32 @@ class Outbox:
         return key if self.store.put_json(self.bucket, self.region, key, body, self.deadline,
                                           create_only=True) else None
 
-    def _after_lost_claims(self, key: str, entry: dict) -> Tuple[Optional[dict], int]:
+    def _after_lost_claims(self, key: str, entry: dict) -> Tuple[Optional[dict], int, int]:
         """The next attempt is claimed already. While the last claim lives, its sweep is at work:
-        ``(None, 0)``. Once it has expired, the message as recorded says which attempts were recorded;
-        the claimed ones that were not died between sending and recording: they are counted as
-        unconfirmed and the caller claims the one after the last (the receiver may then get this
-        message once more per such attempt, always with the same webhook-id)."""
+        ``(None, 0, 0)``. Once it has expired, the message as recorded says which attempts were
+        recorded; the claimed ones that were not died between sending and recording: they are counted
+        as unconfirmed, and ``(message, next attempt, attempts recorded)`` lets the caller claim the one
+        after the last (the receiver may then get this message once more per such attempt, always with
+        the same webhook-id)."""
         prefix = self._claims_of(entry)
         numbers = sorted(int(k[len(prefix):]) for k, _ in self.store.list(self.bucket, self.region, prefix,
                                                                         self.deadline) if k[len(prefix):].isdigit())
         if not numbers:
-            return None, 0
+            return None, 0, 0
         last = numbers[-1]
         held = self.store.get_json(self.bucket, self.region, f"{prefix}{last:03d}", self.deadline)
         if isinstance(held, dict) and float(held.get("expires") or 0) > time.time():
             self.count("webhook_claimed_elsewhere")
-            return None, 0
+            return None, 0, 0
         current = self.store.get_json(self.bucket, self.region, key, self.deadline)
         if not isinstance(current, dict):
-            return None, 0  # delivered meanwhile
+            return None, 0, 0  # delivered meanwhile
         recorded = int(current.get("attempts") or 0)
         if recorded >= last:
-            return None, 0  # every claimed attempt is recorded: the next one is made when it is due
+            return None, 0, 0  # every claimed attempt is recorded: the next one is made when it is due
         self.count("webhook_unconfirmed")
         current.update(attempts=last, unconfirmed=int(current.get("unconfirmed") or 0) + last - recorded)
-        return current, last + 1
+        return current, last + 1, recorded
 
     def _target(self, entry: dict) -> guard.Target:
         url = self.settings.webhook_url if entry.get("endpoint") == DEPLOYMENT else entry.get("url")
