@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EVENT  ?= events/cos-put.json
 
-.PHONY: setup demo loop serve test lint bench soak scale followup-bench package package-local clean
+.PHONY: setup demo loop serve test docs lint bench soak scale followup-bench package package-local clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,12 +19,12 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m redraw.tools invoke $(EVENT)
 
-## The follow-up's whole loop on local emulators (README, "The follow-up"): upload -> task -> sweep ->
+## The follow-up's whole loop on local emulators (docs/followup.md): upload -> task -> sweep ->
 ## task.finished -> the redrawn video in the bucket folder. LOOP_ARGS="--dir ./bucket" keeps the folder.
 loop: $(STAMP)
 	$(PY) -m redraw.tools loop $(LOOP_ARGS)
 
-## The function behind a local HTTP server (README, "Try it locally"). SERVE_ARGS="--watch ./bucket" adds a
+## The function behind a local HTTP server (docs/cli.md). SERVE_ARGS="--watch ./bucket" adds a
 ## folder as the COS bucket.
 serve: $(STAMP)
 	$(PY) -m redraw.tools serve $(SERVE_ARGS)
@@ -32,6 +32,11 @@ serve: $(STAMP)
 ## Run the test suite (what CI runs).
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+## The documentation site (mkdocs.yml, docs/) on http://127.0.0.1:8000 with search, reloading on changes.
+## DOCS_ARGS="-a 127.0.0.1:8001" for another port; the suite builds it with --strict (tests/test_docs.py).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve $(DOCS_ARGS)
 
 ## Deployment package for SCF (Linux x86_64, CPython 3.10 wheels + 3.10 bytecode): dist/redraw-scf.zip,
 ## and the same tree unpacked in dist/redraw-scf/ (the `src` of serverless.yml).

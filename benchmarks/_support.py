@@ -1,4 +1,4 @@
-"""Helpers shared by bench.py and soak.py (not a benchmark itself)."""
+"""Helpers shared by the benchmarks (not a benchmark itself)."""
 from __future__ import annotations
 
 import contextlib
@@ -11,8 +11,9 @@ import statistics
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
-from typing import Iterator, List, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
@@ -103,6 +104,29 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     out = [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     out += [line(r) for r in rows]
     return "\n".join(out)
+
+
+def counts(counter: Dict[str, int]) -> str:
+    """``name n, name n`` most first (then by name); ``none`` when empty."""
+    return ", ".join(f"{k} {v}" for k, v in sorted(counter.items(), key=lambda kv: (-kv[1], str(kv[0])))) or "none"
+
+
+def check_table(rows: Sequence[Sequence[Any]]) -> str:
+    """The soaks' table: rows of ``[what, value, target, ok]`` where ok is True/False (PASS/FAIL) or "" (info)."""
+    return markdown_table(["what", "value", "target", "result"],
+                          [[a, b, c or "—", "info" if d == "" else ("PASS" if d else "FAIL")] for a, b, c, d in rows])
+
+
+def finish_report(report: str, out: Optional[str], log: Callable[[str], None], mode: str, started: float,
+                  fails: Sequence[str], strict: bool) -> int:
+    """Print a benchmark's report, write it to ``out`` (None or "-": nowhere), say what was missed; the exit code."""
+    print(report)
+    if out and out != "-":
+        Path(out).write_text(report if report.endswith("\n") else report + "\n")
+        log(f"wrote {out}")
+    log(f"{mode} run took {time.monotonic() - started:.1f} s; "
+        + (f"targets missed: {'; '.join(fails)}" if fails else "all targets met"))
+    return 1 if (fails and strict) else 0
 
 
 class LogCapture:

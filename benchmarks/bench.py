@@ -646,14 +646,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     finally:
         S.reset_container()
     report, table, fails = build_report(mode, cfg, variants, warm, conn, bur, naive, soak)
-    print(report)
     output = args.output or (None if mode == "smoke" else BENCH / "results.md")
-    if output:
-        output.write_text(report)
-        log(f"wrote {output}")
-    log(f"{mode} run took {time.monotonic() - started:.1f} s; "
-        + (f"targets missed: {', '.join(fails)}" if fails else "all targets met"))
-    return 1 if (fails and args.strict) else 0
+    return S.finish_report(report, str(output) if output else None, log, mode, started, fails, args.strict)
 
 
 if __name__ == "__main__":

@@ -93,8 +93,15 @@ PART_SIZE = 8 * 1024 * 1024    # redraw.cosclient.PART_SIZE; the bare copy uses 
 WHAT_IF_SETS: Tuple[Tuple[str, ...], ...] = ((), ("no-done-get",), ("no-done-get", "optimistic-claim"),
                                               ("no-done-get", "optimistic-claim", "no-trust-env"))
 WEBHOOK_SECRET = "whsec_" + "QmVuY2htYXJrIHNlY3JldCBmb3IgcmVkcmF3IGhvb2tzIQ=="
-TARGETS = dict(hooks_vs_on=1.03, hooks_sweep_cpu=1.10,
-               off_vs_today=1.03, today_vs_before=1.03, on_vs_plain=1.0, on_rss_mb=45.0, sweep_rate=0.9 * DESCRIBE_LIMIT,
+#: ten upload rules (docs/rules.md), the cold start's key (uploads/cold/...) matched by the most specific one
+TEN_RULES = json.dumps([{"name": f"team-{i}", "prefix": f"uploads/team-{i}/", "Style": f"style-{i}",
+                         "TasksPriority": i - 5} for i in range(8)] +
+                       [{"name": "cold", "prefix": "uploads/cold/", "Style": "anime", "MediaName": "{stem} (redrawn)",
+                         "ExpireTime": "P30D"},
+                        {"name": "drafts", "prefix": "uploads/drafts/", "skip": True}])
+TARGETS = dict(rules_vs_today=1.03, off_vs_today=1.03, today_vs_before=1.03,  # rules: docs/rules.md
+               hooks_vs_on=1.03, hooks_sweep_cpu=1.10,  # webhooks: docs/webhooks.md
+               on_vs_plain=1.0, on_rss_mb=45.0, sweep_rate=0.9 * DESCRIBE_LIMIT,
                delivery_rss_mb=64.0, delivery_ratio=0.8)
 
 
@@ -222,7 +229,7 @@ class Cold:
     module: str
     follow: bool
     project: bool = True
-    extra: Dict[str, str] = field(default_factory=dict)  # more variables (webhooks configured)
+    env: Dict[str, str] = field(default_factory=dict)  # variables of this variant only
     times: List[float] = field(default_factory=list)
     cpu: List[float] = field(default_factory=list)
     rss: List[float] = field(default_factory=list)
@@ -236,7 +243,9 @@ def cold_variants(trees: Trees) -> List[Cold]:
             Cold("off", "package + COS SDK, follow-up off", trees.cos, "handler", False),
             Cold("on", "package + COS SDK, follow-up on", trees.cos, "handler", True),
             Cold("hooks", "package + COS SDK, follow-up on, webhooks configured", trees.cos, "handler", True,
-                 extra=webhook_env("https://hooks.example.com/redraw?token=bench")),
+                 env=webhook_env("https://hooks.example.com/redraw?token=bench")),
+            Cold("rules", "today's package, ten upload rules (REDRAW_RULES)", trees.today, "handler", False,
+                 env={"REDRAW_RULES": TEN_RULES}),
             Cold("plain", "plain naive, bytecode", trees.plain, "naive_plain_handler", False, project=False)]
     if trees.kind == "development":
         for v in out:
@@ -249,7 +258,7 @@ def cold_run(v: Cold, vod: VodEmulator, cos: CosEmulator, scratch: Path, n: int)
     event_path, out_path = scratch / f"event-{v.key}-{n}.json", scratch / f"result-{v.key}-{n}.json"
     log_path = scratch / f"log-{v.key}-{n}.txt"
     event_path.write_text(json.dumps(cos_event([key], bucket=BUCKET)))
-    env = function_env(vod.url, cos.url, v.pythonpath, v.follow, **v.extra)
+    env = function_env(vod.url, cos.url, v.pythonpath, v.follow, **v.env)
     before, puts_before = vod.task_count, _puts(cos)
     empty = scratch / "cwd"
     empty.mkdir(exist_ok=True)
@@ -265,7 +274,8 @@ def cold_run(v: Cold, vod: VodEmulator, cos: CosEmulator, scratch: Path, n: int)
     result = json.loads(out_path.read_text())
     if v.project:
         first = result["results"][0]
-        ok = first["status"] == "submitted" and (first.get("recorded") is True) == v.follow
+        ok = first["status"] == "submitted" and (first.get("recorded") is True) == v.follow \
+            and first.get("rule") == ("cold" if "REDRAW_RULES" in v.env else None)
     else:
         ok = bool(result and result[0].get("TaskId"))
     if not ok or vod.task_count != before + 1 or (_puts(cos) - puts_before) != (2 if v.follow else 0):
@@ -792,6 +802,7 @@ def cold_section(variants: List[Cold], explain: Optional[dict], cfg: dict, trees
                      f"ratio of medians {S.median(by[a].times) / S.median(by[b].times):.3f})")
             t.row(f"cold start ratio: {what}", value, f"≤ {limit:.2f}" if limit else "",
                   None if limit is None else r <= limit)
+    ratio("rules", "today", "ten upload rules / none (today's package)", TARGETS["rules_vs_today"])
     ratio("off", "today", "follow-up off (package + COS SDK) / today's package", TARGETS["off_vs_today"])
     ratio("today", "before", f"today's package / before the follow-up ({BEFORE_COMMIT})", TARGETS["today_vs_before"])
     ratio("on", "plain", "follow-up on / plain naive with bytecode", TARGETS["on_vs_plain"])
@@ -993,7 +1004,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--out", help="markdown results file (default benchmarks/followup-results.md; '-': none)")
     parser.add_argument("--only", default="cold,sweep,delivery", help="comma-separated parts to run")
     parser.add_argument("--runs", type=int, help="cold-start runs per variant")
-    parser.add_argument("--cold-variants", help="comma-separated cold-start variants (before,today,off,on,plain; "
+    parser.add_argument("--cold-variants", help="comma-separated cold-start variants (before,today,off,on,rules,plain; "
                                                 "default all; the report needs all)")
     parser.add_argument("--tasks", type=int, help="ended tasks per sweep run")
     parser.add_argument("--delivery-mib", type=int, help="size of the delivered output, MiB")
@@ -1032,14 +1043,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     report, fails = build_report(mode, cfg, trees, cold, sw, dl, time.monotonic() - started)
-    print(report)
     out = args.out or (None if mode == "smoke" else str(BENCH / "followup-results.md"))
-    if out and out != "-":
-        Path(out).write_text(report + "\n")
-        log(f"wrote {out}")
-    log(f"{mode} run took {time.monotonic() - started:.1f} s; "
-        + (f"targets missed: {'; '.join(fails)}" if fails else "all targets met"))
-    return 1 if (fails and args.strict) else 0
+    return S.finish_report(report, out, log, mode, started, fails, args.strict)
 
 
 if __name__ == "__main__":

@@ -550,8 +550,7 @@ def problems(r: Dict[str, Any], killed_window_ok: bool = False) -> List[str]:
 def render(r: Dict[str, Any]) -> str:
     p = r["params"]
 
-    def fmt(counter: Dict[str, int]) -> str:
-        return ", ".join(f"{k} {v}" for k, v in sorted(counter.items(), key=lambda kv: (-kv[1], str(kv[0])))) or "none"
+    fmt = S.counts
 
     st = r["status"]
     rows = [
@@ -593,8 +592,7 @@ def render(r: Dict[str, Any]) -> str:
         ["peak RSS of an instance (those alive at the end)", f"{r['peak_rss_mb']:.0f} MB", "", ""],
         ["wall time", f"{r['wall']:.1f} s" + (" (TIMED OUT)" if r["timed_out"] else ""), "", ""],
     ]
-    table = S.markdown_table(["what", "value", "target", "result"],
-                             [[a, b, c or "—", "info" if d == "" else ("PASS" if d else "FAIL")] for a, b, c, d in rows])
+    table = S.check_table(rows)
     head = ["# redraw follow-up soak", "", *S.machine_lines(),
             f"- {p['instances']} instances (processes), time limit {p['time_limit']} s, redelivery after "
             f"{p['retry_delay']} s up to {p['retries']} times; tasks {p['durations'][0]}–{p['durations'][1]} s; "

@@ -172,7 +172,7 @@ def warm_overhead(rounds: int, per_round: int, latency: float = 0.0) -> Dict[str
         S.reset_container()
         from handler import main_handler
         from redraw.tools import serve
-        from redraw.tools.cli import _context
+        from redraw.tools.common import invocation_context
 
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         headers = [("Host", f"127.0.0.1:{port}"), ("Accept-Encoding", "identity"),
@@ -180,7 +180,7 @@ def warm_overhead(rounds: int, per_round: int, latency: float = 0.0) -> Dict[str
 
         def direct() -> None:
             event = serve.url_event("POST", "/redraw", headers, BODY, "127.0.0.1")
-            result = main_handler(event, _context(60000))
+            result = main_handler(event, invocation_context(60000))
             assert result["statusCode"] == 200, result
 
         with S.quiet_stdout():

@@ -194,8 +194,7 @@ def problems(r: Dict[str, Any]) -> List[str]:
 
 def render(r: Dict[str, Any]) -> str:
     p = r["params"]
-    def fmt(counter: Dict[str, int]) -> str:
-        return ", ".join(f"{k} {v}" for k, v in sorted(counter.items(), key=lambda kv: -kv[1])) or "none"
+    fmt = S.counts
     rows = [
         ["records", f"{r['records']} ({r['videos']} videos, {r['records'] - r['videos']} other objects)", "", ""],
         ["events", f"{r['events']} (sizes {min(r['sizes'])}–{max(r['sizes'])}, seed {p['seed']}), "
@@ -225,9 +224,7 @@ def render(r: Dict[str, Any]) -> str:
         ["wall time / throughput", f"{r['wall']:.1f} s / {r['records'] / r['wall']:.1f} records/s "
                                    f"(slowest delivery {r['max_delivery_s']:.1f} s)", "", ""],
     ]
-    table = S.markdown_table(["what", "value", "target", "result"],
-                             [[a, b, c or "—", "info" if d == "" else ("PASS" if d else "FAIL")]
-                              for a, b, c, d in rows])
+    table = S.check_table(rows)
     head = ["# redraw soak", "", *S.machine_lines(),
             f"- emulator: {p['rps']} requests/s, latency {p['latency']} s, fault rate {p['fault_rate']} "
             f"(seed {p['seed']}); function: default configuration (VOD_MAX_RPS=20, VOD_MAX_CONCURRENCY=10, "

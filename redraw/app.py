@@ -21,7 +21,7 @@ from .config import load_settings
 import structlog
 
 from . import logs, sources
-from .core import Runtime, ms_since
+from .runtime import Runtime, ms_since
 from .errors import ConfigError, InvalidEventError, RedrawError, UnexpectedError, UnsupportedTriggerError
 from .pacing import pacer_for
 from .retries import Deadline
@@ -120,7 +120,7 @@ def handle(event: Any, context: Any) -> Any:
         rt = runtime()
     except ConfigError as exc:
         log.error("config.invalid", outcome="failed", error=exc.code, reason=exc.message,
-                  fix="set the function's environment variables (see README, Configuration)")
+                  fix="set the function's environment variables (see docs/configuration.md)")
         if trigger in sources.HTTP_TRIGGERS:
             from .sources import http
             return http.error_response(exc, trigger=trigger)

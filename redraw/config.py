@@ -1,10 +1,10 @@
 """Configuration from environment variables, validated once per container.
 
 ``Settings`` is the one source: one field per variable (``var``: its name,
-description, default and pydantic-core schema). ``VARIABLES``, the README's
-table and the serverless.yml check come from its fields. Validation is
-pydantic-core's, compiled once per container; errors name the variable,
-never its value.
+description, default and pydantic-core schema). ``VARIABLES``, the table of
+docs/configuration.md (scripts/config_table.py) and the serverless.yml check
+come from its fields. Validation is pydantic-core's, compiled once per
+container; errors name the variable, never its value.
 
 Why pydantic-core and not a ``BaseModel``: the model machinery costs ~0.15 s
 and ~12 MB at cold start with bytecode (~0.26 s from source), more than all of
@@ -25,6 +25,7 @@ from pydantic_core import SchemaValidator, ValidationError
 from pydantic_core import core_schema as cs
 
 from .errors import ConfigError
+from .rules import DEFAULT_OVERRIDES, NO_RULES, RuleSet, Template, load_rules, overrides_setting, template
 from .validation import dataclass_schema, validator
 
 DEFAULT_ENDPOINT = "vod.intl.tencentcloudapi.com"
@@ -188,13 +189,14 @@ def _range(lo: int, hi: int) -> Any:
 
 
 def var(name: str, meaning: str, schema: Any, default: Any = MISSING, shown: Optional[str] = None,
-        secret: bool = False) -> Any:
+        secret: bool = False, blank: bool = False) -> Any:
     """One configuration field: the variable's ``name``, its ``meaning`` (the docs), the ``schema`` its
-    text must satisfy, its ``default`` (none: required) and the default as documented (``shown``)."""
+    text must satisfy, its ``default`` (none: required) and the default as documented (``shown``).
+    ``blank``: set but empty is a value of its own (e.g. "none"), not the default."""
     if shown is None:
         shown = "(required)" if default is MISSING else str(default)
     return field(default=default, repr=not secret,
-                 metadata={"env": name, "meaning": meaning, "schema": schema, "shown": shown})
+                 metadata={"env": name, "meaning": meaning, "schema": schema, "shown": shown, "blank": blank})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -232,6 +234,20 @@ class Settings:
                                   _range(0, _MAX_INT64), None, shown="(empty)")
     tasks_priority: Optional[int] = var("REDRAW_TASKS_PRIORITY", "TasksPriority used when a request gives none, -10..10",
                                         _range(-10, 10), None, shown="(empty: 0)")
+    media_name: Template = var("REDRAW_MEDIA_NAME", "OutputConfig.MediaName of an upload's task: a template over its key "
+                          "({name}, {stem}, {ext}, {folder}, {key}), cut to 64 characters; set but empty: none",
+                          _after(cs.str_schema(max_length=1024), template), template("{name}"), shown="{name}",
+                          blank=True)
+    # Validated as text here; load_settings then puts the RuleSet in its place (rules.load_rules: its errors
+    # name each rule and field, which a schema on the variable could not).
+    rules: RuleSet = var("REDRAW_RULES", "per-prefix rules for uploads, a JSON list (docs/rules.md); the longest "
+                     "matching prefix wins", cs.str_schema(max_length=4096), NO_RULES, shown="(empty: none)")
+    rules_file: Optional[str] = var("REDRAW_RULES_FILE", "the rules as a JSON file instead (a relative path is read "
+                                    "beside handler.py)", cs.str_schema(max_length=1024), None, shown="(empty)")
+    metadata_overrides: Tuple[str, ...] = var(
+        "REDRAW_METADATA_OVERRIDES", "which x-cos-meta-redraw-* headers an uploader may set: style, priority, "
+        "media-name, storage-mode (comma-separated; set but empty: none)",
+        _after(cs.str_schema(), overrides_setting), DEFAULT_OVERRIDES, shown=",".join(DEFAULT_OVERRIDES), blank=True)
     video_suffixes: Tuple[str, ...] = var(
         "REDRAW_VIDEO_SUFFIXES", "object suffixes (case-insensitive) that start a task",
         _after(cs.str_schema(), _suffixes), DEFAULT_VIDEO_SUFFIXES, shown=",".join(DEFAULT_VIDEO_SUFFIXES))
@@ -326,6 +342,9 @@ class Settings:
 VARIABLES: Dict[str, Tuple[str, str]] = {
     f.metadata["env"]: (f.metadata["shown"], f.metadata["meaning"]) for f in fields(Settings)}
 
+#: variables whose empty value means something ("none"), not "use the default"
+_BLANK_VALUES = frozenset(f.metadata["env"] for f in fields(Settings) if f.metadata["blank"])
+
 _validator: Optional[SchemaValidator] = None
 
 
@@ -374,7 +393,8 @@ def _webhook_problems(settings: Settings) -> list:
 def load_settings(env: Optional[Mapping[str, str]] = None) -> Settings:
     """Validate the environment; raise one ConfigError naming every bad variable (never a value)."""
     env = os.environ if env is None else env
-    values = {name: env[name].strip() for name in VARIABLES if (env.get(name) or "").strip()}
+    values = {name: env[name].strip() for name in VARIABLES
+              if (env.get(name) or "").strip() or (name in env and name in _BLANK_VALUES)}
     problems = []
     settings: Optional[Settings] = None
     try:
@@ -398,6 +418,12 @@ def load_settings(env: Optional[Mapping[str, str]] = None) -> Settings:
         problems.extend(_webhook_problems(settings))
     if settings is not None and settings.redis_url and importlib.util.find_spec("redis") is None:
         problems.append("REDRAW_REDIS_URL needs the redis client in the package (requirements.txt)")
+    if settings is not None:
+        rules, rule_problems = load_rules(values.get("REDRAW_RULES"), settings.rules_file,
+                                          deliver_prefix=settings.deliver_prefix, follow_up=settings.follow_up,
+                                          video_suffixes=settings.video_suffixes)
+        problems += rule_problems
+        settings = replace(settings, rules=rules)
     if problems or settings is None:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
     if not settings.region:

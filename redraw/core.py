@@ -15,26 +15,14 @@ from urllib.parse import urlsplit
 from . import policy
 from .config import Settings
 from .errors import InvalidRequestError, RedrawError, UpstreamError
-from .accepted import AcceptedMemory
-from .pacing import Pacer
 from .retries import Deadline, call_with_retries
-from .vod import CREATE_ACTION, VodApi
+from .runtime import Runtime, ms_since
+from .vod import CREATE_ACTION
 
 SUBMITTED, DUPLICATE, SKIPPED, FAILED = "submitted", "duplicate", "skipped", "failed"
 #: Reason of a duplicate found in the accepted-SessionId memory (no VOD call was made).
 REMEMBERED = ("SessionId accepted before (remembered by redraw; VOD was not asked again): "
               "this request was submitted before")
-
-
-@dataclass
-class Runtime:
-    """What one warm container keeps: settings, the VOD client, the pacer, the accepted SessionIds."""
-
-    settings: Settings
-    api: VodApi
-    limiter: Pacer
-    accepted: AcceptedMemory = field(default_factory=AcceptedMemory)
-    store: Any = None  # the follow-up's COS store (redraw.followup.store_for), built on first use
 
 
 @dataclass
@@ -149,10 +137,6 @@ def _submit(rt: Runtime, params: dict, deadline: Deadline) -> Outcome:
         return Outcome(FAILED, session_id, None, exc.request_id,
                        reason=f"{exc.vod_code}: {exc.message}", attempts=exc.attempts,
                        duration_ms=ms_since(started), error=exc, retries=retries)
-
-
-def ms_since(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)
 
 
 def task_defaults(settings: Settings) -> dict:

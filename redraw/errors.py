@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Iterable, Optional, Sequence
 
+from .decisions import RETRY, UNKNOWN
+
 
 class RedrawError(Exception):
     """Root of every error this package raises on purpose."""
@@ -32,6 +34,12 @@ class InvalidEventError(RedrawError):
     """The event is not one this function understands."""
 
     code = "InvalidEvent"
+
+
+class InvalidMetadataError(InvalidEventError):
+    """An upload's ``x-cos-meta-redraw-*`` header holds a value redraw cannot use (that record fails alone)."""
+
+    code = "InvalidMetadata"
 
 
 class UnsupportedTriggerError(InvalidEventError):
@@ -110,8 +118,6 @@ class UpstreamError(RedrawError):
 
     def for_session(self, session_id: Optional[str]) -> "UpstreamError":
         """Name the request's SessionId in the error, so the caller can retry it safely."""
-        from .policy import RETRY, UNKNOWN  # policy imports this module's codes
-
         self.session_id = session_id
         if session_id and self.decision in (RETRY, UNKNOWN):
             self.args = (f"{self.message} (SessionId {session_id}: send the request again with this "

@@ -7,12 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import InvalidEventError, InvalidRequestError
-
-RETRY = "retry"          # transient: back off and try again
-DUPLICATE = "duplicate"  # the SessionId was already used: the work is already submitted
-TERMINAL = "terminal"    # a retry cannot help: fix the request or the configuration
-UNKNOWN = "unknown"      # not recognised: retried once, then treated as terminal
+from .decisions import DUPLICATE, RETRY, TERMINAL, UNKNOWN
+from .errors import InvalidEventError, InvalidMetadataError, InvalidRequestError
 
 #: Codes of our own for failures that never reached a VOD answer.
 TRANSPORT_ERROR = "TransportError"
@@ -24,7 +20,8 @@ DEADLINE = "DeadlineExceeded"
 #: log line's ``fix`` names what is wrong with it (the outcome's reason).
 INVALID_EVENT = InvalidEventError.code
 INVALID_REQUEST = InvalidRequestError.code
-INPUT_CODES = (INVALID_EVENT, INVALID_REQUEST)
+INVALID_METADATA = InvalidMetadataError.code
+INPUT_CODES = (INVALID_EVENT, INVALID_REQUEST, INVALID_METADATA)
 #: Failures after which VOD may have created the task anyway.
 AMBIGUOUS = (TIMEOUT, TRANSPORT_ERROR, HTTP_ERROR, MALFORMED_RESPONSE)
 
@@ -33,7 +30,7 @@ _RETRY_EXACT = {"InternalError", TRANSPORT_ERROR, TIMEOUT, HTTP_ERROR, MALFORMED
 _RETRY_PREFIX = ("RequestLimitExceeded", "InternalError.")
 _TERMINAL_EXACT = {"UnknownParameter", "UnauthorizedOperation", "FailedOperation.InvalidVodUser",
                    "InvalidAction", "NoSuchVersion", "UnsupportedOperation", "MissingParameter",
-                   "InvalidCredential", INVALID_REQUEST, INVALID_EVENT}
+                   "InvalidCredential", INVALID_REQUEST, INVALID_EVENT, INVALID_METADATA}
 _TERMINAL_PREFIX = ("AuthFailure", "InvalidParameter", "UnauthorizedOperation.", "UnknownParameter.",
                     "UnsupportedOperation.", "MissingParameter.")
 #: Terminal codes that mean the function itself is misconfigured (not the caller's input).
@@ -60,6 +57,8 @@ _HINTS = {
     INVALID_EVENT: ("the record does not have the shape the trigger sends; a retry cannot fix it: "
                     "check the event's source (a hand-written or edited test event?)"),
     INVALID_REQUEST: "the request is not a valid redraw request: fix the fields named and send it again",
+    INVALID_METADATA: ("the uploader set an x-cos-meta-redraw-* header redraw cannot use; a retry cannot fix it: "
+                       "upload the object again with a valid value (docs/rules.md)"),
 }
 #: Fallback hints by code family, longest prefix first.
 _FAMILY_HINTS = (

@@ -26,7 +26,7 @@ def _str(value: Any) -> Optional[str]:
 
 def summarize(task_id: str, response: dict) -> dict:
     """The fields the CLI and ``GET /tasks/{TaskId}`` show (an output URL without its signature: the
-    follow-up delivers the file itself, see README)."""
+    follow-up delivers the file itself, see docs/followup.md)."""
     detail = response.get("AigcVideoRedrawTask")
     if not isinstance(detail, dict) or not (response.get("TaskType") or detail):
         raise NotFoundError("task not found: no redraw task with this TaskId")

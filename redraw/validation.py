@@ -23,9 +23,11 @@ _SUBFIELD = re.compile(r"^([A-Za-z]+): (.+)$")
 FIELD_SHOWN = 64  # characters of a field name errors show: unknown keys are submitted text
 
 
-def dataclass_schema(cls: type, schemas: Dict[str, Any], alias: Optional[Callable[[Any], str]] = None) -> Any:
+def dataclass_schema(cls: type, schemas: Dict[str, Any], alias: Optional[Callable[[Any], str]] = None,
+                     extra: str = "ignore") -> Any:
     """The core schema validating a dict into ``cls`` (a frozen dataclass); ``schemas`` per field name,
-    defaults from the dataclass, unknown keys ignored, an instance of ``cls`` accepted as it is."""
+    defaults from the dataclass, unknown keys ignored (``extra="forbid"``: refused), an instance of
+    ``cls`` accepted as it is."""
     typed_fields = {}
     for f in fields(cls):
         schema, required = schemas[f.name], True
@@ -45,7 +47,7 @@ def dataclass_schema(cls: type, schemas: Dict[str, Any], alias: Optional[Callabl
         return cls(**handler(value))
 
     return cs.no_info_wrap_validator_function(
-        build, cs.typed_dict_schema(typed_fields, extra_behavior="ignore"))
+        build, cs.typed_dict_schema(typed_fields, extra_behavior=extra))  # type: ignore[arg-type]
 
 
 def validator(schema: Any) -> SchemaValidator:

@@ -163,3 +163,12 @@ def follow(env, cos, emulator):
     env.setenv("REDRAW_POLL_MAX_INTERVAL_S", "0")
     emulator.task_duration = 0.2
     return env
+
+
+@pytest.fixture
+def fetching(follow, cos, emulator):
+    """The follow-up's environment with VOD fetching inputs as the real one does: URLs of the local bucket
+    go to the COS emulator (signatures checked), and the function presigns them (a private bucket)."""
+    emulator.input_routes.add_cos(cos)
+    follow.setenv("REDRAW_PRESIGN_URLS", "true")
+    return follow

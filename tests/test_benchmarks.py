@@ -1,4 +1,4 @@
-"""The benchmarks run (at tiny sizes); their figures live in the README, not in assertions here."""
+"""The benchmarks run (at tiny sizes); their figures live in docs/performance.md and docs/scale-out.md, not in assertions here."""
 from __future__ import annotations
 
 import os
@@ -77,9 +77,30 @@ def test_followup_benchmark_smoke_run():
     out = subprocess.run([sys.executable, "benchmarks/followup_bench.py", "--smoke"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    for row in ("cold start: development tree + COS SDK, follow-up on",
+    for row in ("cold start: development tree + COS SDK, follow-up on", "cold start ratio: ten upload rules / none",
                 "tasks finished per second of sweep time", "throughput: function / bare", "importing qcloud_cos"):
         assert row in out.stdout, row
+
+
+def test_rules_benchmark_quick_run():
+    """benchmarks/rules_bench.py --quick: matching and applying rules per record, and at a container's start."""
+    out = subprocess.run([sys.executable, "benchmarks/rules_bench.py", "--quick", "--out", "-"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    for row in ("RuleSet.match, 500 rules, key: no rule", "cos.plan_record, whole record, ten rules",
+                "What ten rules add to a container's start"):
+        assert row in out.stdout, row
+
+
+def test_redraw_output_benchmark_smoke_run():
+    """The emulator's ffmpeg output at a tiny size, alone and end to end through a presigned COS URL."""
+    from media import ffmpeg_or_skip
+
+    ffmpeg_or_skip()
+    out = subprocess.run([sys.executable, "benchmarks/redraw_output_bench.py", "--smoke"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "| 2 s 320x240 |" in out.stdout
 
 
 def test_webhook_soak_smoke_run():

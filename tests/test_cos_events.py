@@ -147,7 +147,7 @@ def test_task_defaults_from_configuration(invoke, emulator, env):
     assert [r["status"] for r in out.result["results"]] == ["submitted", "skipped"]
     params = emulator.calls[-1]["params"]
     assert params["TaskInfo"] == {"Style": "anime"}
-    assert params["OutputConfig"] == {"StorageMode": "Permanent", "ClassId": 7}
+    assert params["OutputConfig"] == {"StorageMode": "Permanent", "ClassId": 7, "MediaName": "a.webm"}
     assert params["TasksPriority"] == 3
 
 

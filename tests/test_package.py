@@ -18,7 +18,8 @@ import pytest
 from conftest import ROOT
 
 #: Top-level names that belong to the tools or the tests, never to the function.
-TOOL_DEPENDENCIES = ("rich", "tqdm", "yaml", "pytest", "hypothesis", "_pytest", "mypy", "ruff", "watchdog")
+TOOL_DEPENDENCIES = ("rich", "tqdm", "yaml", "pytest", "hypothesis", "_pytest", "mypy", "ruff", "watchdog",
+                     "imageio_ffmpeg")
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,8 @@ def test_tool_dependencies_are_an_extra_the_function_never_installs():
     runtime = re.search(r"^dependencies = \[(.*?)\]", pyproject, re.M | re.S).group(1)  # type: ignore[union-attr]
     runtime += (ROOT / "requirements.txt").read_text()
     assert re.search(r'^tools = \["rich>=.*"watchdog>=', pyproject, re.M)
-    for name in ("rich", "tqdm", "pyyaml", "pytest", "hypothesis", "watchdog"):
+    assert re.search(r'^tools = \[.*"imageio-ffmpeg>=', pyproject, re.M)
+    for name in ("rich", "tqdm", "pyyaml", "pytest", "hypothesis", "watchdog", "imageio"):
         assert name not in runtime, name
 
 

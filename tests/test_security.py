@@ -28,7 +28,7 @@ def _assert_clean(out):
         assert secret not in text, secret
 
 
-EVENTS = ["cos-put.json", "cos-put-multi.json", "cos-put-unicode.json", "cos-delete.json",
+EVENTS = ["cos-put.json", "cos-put-multi.json", "cos-put-unicode.json", "cos-put-meta.json", "cos-delete.json",
           "url-post.json", "apigw-post.json", "apigw-post-base64.json", "ckafka.json", "direct.json"]
 
 

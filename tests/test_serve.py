@@ -320,7 +320,7 @@ def test_reload_and_a_function_that_misbehaves(tmp_path, vod):
         assert _json(running.request("GET", "/slow")[2]) == {"version": 2}
 
         # a change that does not import: the previous code keeps serving
-        (root / "redraw" / "core.py").write_text((root / "redraw" / "core.py").read_text() + "\nthis is not python\n")
+        (root / "redraw" / "app.py").write_text((root / "redraw" / "app.py").read_text() + "\nthis is not python\n")
         wait_for(lambda: any("does not start" in line for line in running.errors()), 30, "the failed reload")
         status, headers, _ = running.request("POST", "/redraw", BODY)
         assert status == 200 and headers.get("x-reloaded") == "1"

@@ -82,10 +82,11 @@ def source_of(params: dict, source: dict) -> dict:
     return {"url": url.split("?", 1)[0].split("#", 1)[0]} if url else {}
 
 
-def deliver_target(settings: Settings, src: dict, task_id: str) -> Optional[dict]:
+def deliver_target(settings: Settings, src: dict, task_id: str, prefix: Optional[str] = None) -> Optional[dict]:
     """Where the output goes: beside the upload (``<prefix><key>`` in its bucket), else the state bucket
-    (``<prefix><TaskId>``, the file type appended once known); None without REDRAW_DELIVER_PREFIX."""
-    prefix = settings.deliver_prefix
+    (``<prefix><TaskId>``, the file type appended once known); None without a prefix (``prefix``: an
+    upload rule's, "" for none; default REDRAW_DELIVER_PREFIX)."""
+    prefix = settings.deliver_prefix if prefix is None else prefix
     if not prefix:
         return None
     if src.get("bucket") and src.get("key"):
@@ -101,13 +102,17 @@ def new_record(settings: Settings, params: dict, task_id: str, session_id: Optio
     src = source_of(params, source)
     receipt = (layout.upload_receipt(src["bucket"], src["key"]) if src.get("bucket") and src.get("key")
                else layout.task_receipt(task_id))
-    return {
+    record = {
         "version": VERSION, "state": PENDING, "task_id": task_id, "session_id": session_id,
         "vod_request_id": request_id, "sub_app_id": params.get("SubAppId", settings.sub_app_id),
         "trigger": source.get("trigger"), "created_at": iso(created), "created": int(created),
-        "source": src, "deliver_to": deliver_target(settings, src, task_id), "receipt": receipt,
+        "source": src, "deliver_to": deliver_target(settings, src, task_id, source.get("deliver_prefix")),
+        "receipt": receipt,
         **({"webhook": source["webhook"]} if source.get("webhook") else {}),
     }
+    if "applied" in source:  # an upload: the rule that matched and the settings sent (docs/rules.md)
+        record.update(rule=source.get("rule"), applied=source["applied"])
+    return record
 
 
 def shown_webhook(url: str) -> str:
@@ -165,7 +170,7 @@ def record_task(rt: Any, params: dict, task_id: str, session_id: Optional[str], 
         logs.get_logger().error(
             "task.unrecorded", outcome="failed", task_id=task_id, session_id=session_id, error=exc.cos_code or exc.code,
             reason=exc.message, fix="the task was created but will not be followed: record it by hand "
-                                    "(README, Follow-up) or fix the state bucket's permissions")
+                                    "(docs/followup.md) or fix the state bucket's permissions")
         return False
     return True
 
@@ -180,5 +185,5 @@ def task_id_unknown(session_id: Optional[str], source: dict) -> bool:
         reason="VOD created the task but its answer, with the TaskId, was lost; VOD answers the retry's "
                "repeated SessionId without the TaskId, so the task will not be followed",
         fix="find the task in the VOD console by its SessionId (its SessionContext names the upload) "
-            "and record it by hand (README, Follow-up)", **where)
+            "and record it by hand (docs/followup.md)", **where)
     return False

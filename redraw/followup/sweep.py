@@ -34,10 +34,10 @@ from datetime import datetime
 from typing import Any, Dict, List, Optional
 
 from .. import policy, tasks
-from ..core import Runtime, ms_since
 from ..errors import RedrawError, StorageError, UpstreamError
 from ..pacing import pacer_for
 from ..retries import MIN_ATTEMPT_TIME, Deadline, call_with_retries
+from ..runtime import Runtime, ms_since
 from ..vod import DESCRIBE_ACTION
 from . import records, store_for
 from .delivery import DeliveryDeferred, OutputUnavailable, deliver

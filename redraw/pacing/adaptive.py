@@ -29,7 +29,7 @@ curve on success), with botocore's beta and half its scale:
 
 Throttling costs no budget (VOD did no work) but is the only signal: with
 many instances a few tens of per cent of the calls are throttled (see the
-README's scale-out figures; Redis pacing avoids it). The learned rate lives as
+docs/scale-out.md's figures; Redis pacing avoids it). The learned rate lives as
 long as the warm container (module level, ``redraw.pacing.pacer_for``).
 """
 from __future__ import annotations

@@ -22,6 +22,7 @@ from ..config import Settings
 from ..errors import InvalidEventError, InvalidRequestError, RetryableFailuresError, UpstreamError
 from ..request import field_errors
 from ..retries import Deadline
+from ..runtime import Runtime
 
 SESSION_ID_PREFIX = "redraw-kafka-"
 SESSION_ID_MAX = 50
@@ -154,7 +155,7 @@ def _result(message: Optional[CkafkaMessage], outcome: core.Outcome, fields: Lis
     return outcome.with_record(out)
 
 
-def handle(rt: core.Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
+def handle(rt: Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
     """``{"results": [...]}``, one entry per message in order; raises for messages to redeliver."""
     planned = [plan_message(raw, rt.settings) for raw in event["Records"]]
     outcomes = core.submit_all(rt, [plan for _, plan, _ in planned], deadline)

@@ -18,10 +18,11 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from pydantic_core import SchemaValidator, ValidationError
 from pydantic_core import core_schema as cs
 
-from .. import core, policy
+from .. import core, policy, rules
 from ..config import Settings
-from ..errors import InvalidEventError, RetryableFailuresError, UpstreamError
+from ..errors import InvalidEventError, InvalidMetadataError, RetryableFailuresError, UpstreamError
 from ..retries import Deadline
+from ..runtime import Runtime
 from ..validation import dataclass_schema, field_errors, validator
 
 MAX_INPUT_BYTES = 2 * 1024 ** 3           # the API's input limit: under 2 GB
@@ -309,8 +310,18 @@ def without_query(url: str) -> str:
 
 # --- the batch ---------------------------------------------------------------------------
 
-def plan_record(raw: Any, settings: Settings) -> core.Plan:
-    """What to do with one raw record: skip it, fail it, or submit these params."""
+def _failed(outcome: core.Outcome, code: str, reason: str) -> core.Plan:
+    outcome.status, outcome.reason = core.FAILED, reason
+    outcome.error = UpstreamError(code, reason, decision=policy.TERMINAL)
+    return core.Plan(outcome)
+
+
+def plan_record(raw: Any, settings: Settings, now: Optional[float] = None) -> core.Plan:
+    """What to do with one raw record: skip it, fail it, or submit these params.
+
+    ``Plan.source`` names the upload and, once decided, the rule and settings applied (``rule``,
+    ``applied``: what the cos.record line, the task's record and its receipt show).
+    """
     try:
         record = parse_record(raw)
         upload = upload_of(record)
@@ -320,45 +331,69 @@ def plan_record(raw: Any, settings: Settings) -> core.Plan:
                                                           decision=policy.TERMINAL)))
     outcome = core.Outcome(core.SKIPPED, session_id=upload.session_id, key=upload.key,
                            url=without_query(upload.url))
+    source: Dict[str, Any] = {"trigger": "cos", "bucket": upload.bucket, "region": upload.region, "key": upload.key}
     reason = skip_reason(upload, settings.video_suffixes)
-    if not reason and settings.deliver_prefix and upload.key.startswith(settings.deliver_prefix):
-        # loop-safe: an output redraw delivered (REDRAW_DELIVER_PREFIX) never becomes a new task
-        reason = "under REDRAW_DELIVER_PREFIX: a redrawn output delivered by redraw, not a new upload"
+    ruleset = settings.rules if isinstance(settings.rules, rules.RuleSet) else rules.NO_RULES
+    own = tuple(p for p in (settings.deliver_prefix,) + ruleset.deliver_prefixes if p)
+    if not reason and own and upload.key.startswith(own):
+        # loop-safe: an output redraw delivered (REDRAW_DELIVER_PREFIX, a rule's deliver_prefix) never becomes a new task
+        reason = ("under REDRAW_DELIVER_PREFIX (or a rule's deliver_prefix): a redrawn output delivered by redraw, "
+                  "not a new upload")
     if reason:
         outcome.reason = reason
         return core.Plan(outcome)
+    try:
+        applied = rules.applied(settings, upload.key, record.cos.cosObject.meta, now)
+    except InvalidMetadataError as exc:
+        failed = _failed(outcome, exc.code, exc.message)
+        failed.source = source
+        return failed
+    source["rule"] = applied.rule
+    if applied.ignored_metadata:
+        source["metadata_ignored"] = list(applied.ignored_metadata)
+    if applied.skip:
+        outcome.reason = f'rule "{applied.rule}" skips these uploads'
+        return core.Plan(outcome, None, source)
+    source["applied"] = applied.summary()
+    if applied.from_metadata:
+        source["metadata"] = list(applied.from_metadata)
     url = upload.url
     if settings.presign_urls:
         try:
             url = presigned_url(upload, settings.secret_id, settings.secret_key,
                                 settings.session_token, settings.presign_expires)
         except Exception as exc:  # missing SDK, bad region...: a configuration problem
-            outcome.status, outcome.reason = core.FAILED, f"could not presign the object URL ({type(exc).__name__})"
-            outcome.error = UpstreamError("PresignFailed", outcome.reason, decision=policy.TERMINAL)
-            return core.Plan(outcome)
+            return _failed(outcome, "PresignFailed", f"could not presign the object URL ({type(exc).__name__})")
         outcome.url = without_query(url)  # logged as sent, without the signature
-    params = core.task_defaults(settings)
+    params = applied.params()
+    context = {"event": upload.event_name, **({"rule": applied.rule} if applied.rule else {})}
     params.update({
         "SubAppId": settings.sub_app_id,
         "FileInfo": {"Type": "Url", "Url": url},
         "SessionId": upload.session_id,
-        "SessionContext": session_context_for("cos", upload.bucket, upload.key,
-                                              {"event": upload.event_name}),
+        "SessionContext": session_context_for("cos", upload.bucket, upload.key, context),
     })
-    return core.Plan(outcome, params, {"trigger": "cos", "bucket": upload.bucket, "region": upload.region,
-                                       "key": upload.key})
+    if applied.deliver_prefix != settings.deliver_prefix:
+        source["deliver_prefix"] = applied.deliver_prefix or ""
+    return core.Plan(outcome, params, source)
 
 
-def handle(rt: core.Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
+#: what the cos.record line adds from a plan's source (the rule and settings applied)
+_LINE_FIELDS = ("rule", "applied", "metadata", "metadata_ignored")
+
+
+def handle(rt: Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
     """``{"results": [...]}``, one entry per record in order; raises for records to redeliver."""
     plans = [plan_record(raw, rt.settings) for raw in event["Records"]]
     outcomes = core.submit_all(rt, plans, deadline)
-    for index, outcome in enumerate(outcomes):
-        core.log_outcome(log, "cos.record", outcome, record=index)
-    results = [o.result() for o in outcomes]
+    results = []
+    for index, (plan, outcome) in enumerate(zip(plans, outcomes)):
+        extra = {k: plan.source[k] for k in _LINE_FIELDS if plan.source and k in plan.source}
+        core.log_outcome(log, "cos.record", outcome, record=index, **extra)
+        results.append({**outcome.result(), **{k: extra[k] for k in ("rule", "applied") if k in extra}})
     counts = {s: sum(1 for r in results if r["status"] == s)
               for s in (core.SUBMITTED, core.DUPLICATE, core.SKIPPED, core.FAILED)}
-    retry = [o.result() for o in outcomes if o.redeliver]
+    retry = [r for r, o in zip(results, outcomes) if o.redeliver]
     log.debug("cos.event", outcome="retry" if retry else "done", records=len(results),
               duration_ms=deadline.elapsed_ms(), **counts)
     if retry:

@@ -12,9 +12,10 @@ from typing import Any
 from .. import core
 from ..errors import InvalidRequestError
 from ..retries import Deadline
+from ..runtime import Runtime
 
 
-def handle(rt: core.Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
+def handle(rt: Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
     """Submit the event's own request fields; raise the failure for the caller to see."""
     started = deadline.start
     try:

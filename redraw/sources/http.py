@@ -20,6 +20,7 @@ from .. import core, policy, sources, tasks
 from ..errors import (InvalidRequestError, MethodNotAllowedError, NotFoundError,
                       PayloadTooLargeError, RedrawError, UpstreamError)
 from ..retries import Deadline
+from ..runtime import Runtime, ms_since
 
 _TASK_PATH = re.compile(r"/tasks/([^/]+)/?$")
 JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store"}
@@ -129,7 +130,7 @@ def error_response(exc: RedrawError, session_id: Optional[str] = None, *,
     return response(status, body, headers, trigger=trigger)
 
 
-def _status(rt: core.Runtime, task_id: str, deadline: Deadline, log: Any, trigger: str) -> dict:
+def _status(rt: Runtime, task_id: str, deadline: Deadline, log: Any, trigger: str) -> dict:
     """GET /tasks/{TaskId}. One ``api.status`` line: ``ok``; ``rejected`` (an invalid TaskId, nothing
     sent); ``failed`` (VOD was asked: the task is unknown, or the call failed)."""
     started = deadline.start
@@ -153,11 +154,11 @@ def _status(rt: core.Runtime, task_id: str, deadline: Deadline, log: Any, trigge
         summary.update(task_answer(rt.settings, store_for(rt), summary["TaskId"], deadline))
     log.info("api.status", outcome="ok", status_code=200, task_id=summary["TaskId"],
              task_status=summary["Status"], vod_request_id=summary["RequestId"],
-             duration_ms=core.ms_since(started))
+             duration_ms=ms_since(started))
     return response(200, summary, trigger=trigger)
 
 
-def handle(rt: core.Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
+def handle(rt: Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
     """Serve one HTTP request: create a task (POST) or report one (GET /tasks/{TaskId})."""
     started = deadline.start
     trigger = sources.detect(event)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import core
 from ..errors import InvalidEventError
 from ..retries import Deadline
+from ..runtime import Runtime, ms_since
 
 MESSAGES = ("", "sweep")
 
@@ -28,13 +28,13 @@ def check_event(event: dict) -> None:
             raise InvalidEventError(f"timer event {name} must be a string")
 
 
-def handle(rt: core.Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
+def handle(rt: Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
     """Sweep the followed tasks; the summary counts what happened."""
     try:
         check_event(event)
     except InvalidEventError as exc:
         log.error("event.rejected", outcome="rejected", error=exc.code, reason=exc.message,
-                  duration_ms=core.ms_since(deadline.start))
+                  duration_ms=ms_since(deadline.start))
         raise
     from ..followup.sweep import run
 

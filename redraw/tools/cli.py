@@ -11,32 +11,19 @@ real, billed API (VOD_ENDPOINT unset or not loopback) is called only with ``--re
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import re
 import sys
 import time
-import uuid
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, List, Optional
 
 from ..errors import ConfigError, InvalidRequestError, RedrawError, UpstreamError
+from .common import (BUCKET_RE, DEMO_SUB_APP_ID, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, REGION_RE,
+                     CliError, dump, environ, invocation_context, load_settings_from, note, vod_target)
 
-DEMO_SUB_APP_ID = "1500000001"
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EVENT_KINDS = ("cos", "cos-delete", "url", "apigw", "ckafka", "direct", "timer")
 SERVE_TIMEOUT_S = 60      # serverless.yml's timeout (tests/test_serve.py keeps them equal)
 DEFAULT_KEY = "uploads/clip.mp4"
-_BUCKET_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?-[0-9]{5,}$")
-_REGION_RE = re.compile(r"^[a-z]{2,}(?:-[a-z0-9]+)+$")
-
-
-class CliError(Exception):
-    """One line for stderr, and the exit code."""
-
-    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
-        super().__init__(message)
-        self.message, self.code = message, code
 
 
 # --- output helpers -------------------------------------------------------------------------
@@ -82,112 +69,9 @@ class _Progress:
             print(text, file=sys.stderr, flush=True)
 
 
-def _note(message: str) -> None:
-    print(f"redraw: {message}", file=sys.stderr, flush=True)
-
-
-def _dump(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=2)
-
-
-@contextlib.contextmanager
-def _environ(updates: Dict[str, Optional[str]]) -> Iterator[None]:
-    """Set (or, with None, remove) environment variables; restore them afterwards."""
-    saved = {name: os.environ.get(name) for name in updates}
-    try:
-        for name, value in updates.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def _merged_env(updates: Dict[str, Optional[str]]) -> Dict[str, str]:
-    env = dict(os.environ)
-    for name, value in updates.items():
-        if value is None:
-            env.pop(name, None)
-        else:
-            env[name] = value
-    return env
-
-
 # --- where VOD calls go ---------------------------------------------------------------------
 
-def is_loopback(host: str) -> bool:
-    """True for localhost, 127.0.0.0/8 and ::1 (``host`` may carry a port)."""
-    import ipaddress
-    from urllib.parse import urlsplit
-
-    name = (urlsplit("//" + host).hostname or "").lower()
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
-def _refuse_real(host: str) -> CliError:
-    return CliError(f"refusing to call the real, billed VOD API at {host}: add --real to do that, "
-                    "or use --endpoint http://127.0.0.1:PORT with an emulator (redraw emulator)")
-
-
-@contextlib.contextmanager
-def vod_target(args: argparse.Namespace, *, embedded_ok: bool,
-               emulator_options: Optional[dict] = None, quiet: bool = False) -> Iterator[Dict[str, Optional[str]]]:
-    """Decide where VOD calls go; yields the environment changes that point there.
-
-    Raises CliError (before any call) when that would be the real API without ``--real``.
-    With ``embedded_ok`` and no VOD_ENDPOINT at all, runs an in-process emulator meanwhile (and says
-    so on stderr, unless ``quiet``: the caller says it itself).
-    """
-    from ..config import DEFAULT_ENDPOINT, parse_endpoint
-
-    endpoint = getattr(args, "endpoint", None)
-    if endpoint:
-        try:
-            parse_endpoint(endpoint)
-        except ConfigError:
-            raise CliError("--endpoint must be a host name or an http(s)://host[:port] URL") from None
-        yield {"VOD_ENDPOINT": endpoint}
-        return
-    raw = (os.environ.get("VOD_ENDPOINT") or "").strip()
-    if getattr(args, "real", False) or (raw and is_loopback(parse_endpoint(raw).host)):
-        yield {}
-        return
-    if raw:
-        raise _refuse_real(parse_endpoint(raw).host)
-    if not embedded_ok:
-        raise _refuse_real(DEFAULT_ENDPOINT)
-    from .emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, VodEmulator
-
-    emulator = VodEmulator(**(emulator_options or {})).start()
-    try:
-        if not quiet:
-            _note(f"note: VOD_ENDPOINT is not set, so calls go to an in-process VOD emulator at "
-                  f"{emulator.url}; nothing is sent to Tencent Cloud (--endpoint URL or --real to change)")
-        yield {"VOD_ENDPOINT": emulator.url, "TENCENTCLOUD_SECRETID": DEFAULT_SECRET_ID,
-               "TENCENTCLOUD_SECRETKEY": DEFAULT_SECRET_KEY, "TENCENTCLOUD_SESSIONTOKEN": None,
-               "VOD_SUB_APP_ID": os.environ.get("VOD_SUB_APP_ID") or DEMO_SUB_APP_ID}
-    finally:
-        emulator.stop()
-
-
 # --- invoke ---------------------------------------------------------------------------------
-
-def _context(time_limit_ms: int) -> dict:
-    return {"request_id": str(uuid.uuid4()), "function_name": "redraw-local",
-            "function_version": "$LATEST", "namespace": "default", "memory_limit_in_mb": 64,
-            "time_limit_in_ms": time_limit_ms, "tencentcloud_region": os.environ.get("TENCENTCLOUD_REGION", "ap-guangzhou")}
-
 
 def _read_event(path: str) -> Any:
     if path == "-":
@@ -213,19 +97,20 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         raise CliError(f"cannot read event {args.event}: {exc}") from None
     if args.time_limit_ms <= 0:
         raise CliError("--time-limit-ms must be positive")
+    rules = {"REDRAW_RULES_FILE": os.path.abspath(args.rules), "REDRAW_RULES": None} if args.rules else {}
     with vod_target(args, embedded_ok=True, emulator_options={"latency": args.latency}) as updates:
-        with _environ(updates):
+        with environ({**updates, **rules}):
             app.reset()
             try:
-                result = app.handle(event, _context(args.time_limit_ms))
+                result = app.handle(event, invocation_context(args.time_limit_ms))
             except ConfigError as exc:  # the function's configuration, not the event: exit 2
                 raise CliError(exc.message) from None
             except RedrawError as exc:
-                print(_dump({"error": exc.to_dict()}), flush=True)
+                print(dump({"error": exc.to_dict()}), flush=True)
                 return EXIT_FAILED
             finally:
                 app.reset()
-    print(_dump(result), flush=True)
+    print(dump(result), flush=True)
     return EXIT_FAILED if _has_failures(result) else EXIT_OK
 
 
@@ -247,10 +132,10 @@ def cmd_generate_event(args: argparse.Namespace) -> int:
 
     from . import samples
 
-    if not _BUCKET_RE.match(args.bucket):
+    if not BUCKET_RE.match(args.bucket):
         raise CliError("--bucket must look like NAME-APPID, e.g. media-1250000000 (lower-case "
                        "letters, digits and hyphens, then the numeric APPID)")
-    if not _REGION_RE.match(args.region):
+    if not REGION_RE.match(args.region):
         raise CliError("--region must look like ap-guangzhou")
     keys = args.key or [DEFAULT_KEY]
     for key in keys:
@@ -262,7 +147,7 @@ def cmd_generate_event(args: argparse.Namespace) -> int:
                                           ("--url", args.url), ("--base64", args.base64 or None)) if value is not None]
         if given:
             raise CliError(f"{', '.join(given)} do not apply to timer events")
-        print(_dump(samples.timer_event()), flush=True)
+        print(dump(samples.timer_event()), flush=True)
         return EXIT_OK
     cos_kind = args.kind in ("cos", "cos-delete")
     batch_kind = cos_kind or args.kind == "ckafka"
@@ -286,13 +171,21 @@ def cmd_generate_event(args: argparse.Namespace) -> int:
             keys = _numbered(keys[0], args.records)
     if args.size is not None and args.size < 0:
         raise CliError("--size must be 0 or more")
+    if args.meta and args.kind != "cos":
+        raise CliError("--meta applies to cos events only")
+    from .rulescmd import parse_meta
+
+    try:
+        meta = parse_meta(args.meta)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
     if cos_kind:
         delete = args.kind == "cos-delete"
         size = args.size if args.size is not None else (0 if delete else 7340032)
         event: Any = samples.cos_event(
             keys, bucket=args.bucket, region=args.region, size=size,
-            event_name="cos:ObjectRemove:Delete" if delete else "cos:ObjectCreated:Put")
+            event_name="cos:ObjectRemove:Delete" if delete else "cos:ObjectCreated:Put", meta=meta)
     elif args.kind == "ckafka":
         event = samples.ckafka_event([samples.redraw_body(
             args.url or f"https://{args.bucket}.cos.{args.region}.myqcloud.com/{quote(key, safe='/-_.~')}")
@@ -306,8 +199,16 @@ def cmd_generate_event(args: argparse.Namespace) -> int:
             event = samples.url_event(body, region=args.region)
         else:
             event = body
-    print(_dump(event), flush=True)
+    print(dump(event), flush=True)
     return EXIT_OK
+
+
+# --- config ---------------------------------------------------------------------------------
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from .rulescmd import run
+
+    return run(args)
 
 
 # --- emulator -------------------------------------------------------------------------------
@@ -328,10 +229,14 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     if args.failure_rate + args.abort_rate > 1.0:
         raise CliError("--failure-rate and --abort-rate must add up to 1 or less")
     key = os.environ.get("VOD_EMULATOR_SECRET_KEY")   # a key of your own, never printed
+    try:
+        inputs = emulator.input_options(args)
+    except ValueError as exc:
+        raise CliError(f"--cos-endpoint: {exc}") from None
     emu = emulator.VodEmulator(secret_key=key or emulator.DEFAULT_SECRET_KEY, host=args.host, port=args.port,
                                rps=args.rps, latency=args.latency, task_duration=args.task_duration,
                                fault_rate=args.fault_rate, failure_rate=args.failure_rate,
-                               abort_rate=args.abort_rate)
+                               abort_rate=args.abort_rate, **inputs)
     emu.inject(*args.fault)   # ValueError (one line) for an unknown fault
     key_hint = ('"$VOD_EMULATOR_SECRET_KEY"' if key else
                 f"{emulator.DEFAULT_SECRET_KEY} (the emulator's fixed public test key, not a secret)")
@@ -359,15 +264,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 # --- status ---------------------------------------------------------------------------------
 
-def _settings(updates: Dict[str, Optional[str]]) -> Any:
-    from ..config import load_settings
-
-    return load_settings(_merged_env(updates))
-
-
 def _print_status(summary: dict, as_json: bool) -> None:
     if as_json:
-        print(_dump(summary), flush=True)
+        print(dump(summary), flush=True)
         return
 
     def show(value: Any) -> str:
@@ -424,7 +323,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         raise CliError("--interval and --timeout must be positive")
     tasks.check_task_id(args.task_id)
     with vod_target(args, embedded_ok=False) as updates:
-        settings = _settings(updates)
+        settings = load_settings_from(updates)
     api = VodClient(settings)
 
     def describe() -> dict:
@@ -494,7 +393,7 @@ def _dry_run(args: argparse.Namespace, rows: list) -> int:
             line["request"] = row.request
         print(json.dumps(line, ensure_ascii=False))
     invalid = sum(1 for r in steps.immediate if r.status == manifest.INVALID)
-    _note(f"dry run: {len(rows)} rows: {len(steps.todo)} to submit, {len(steps.already_done)} already done, "
+    note(f"dry run: {len(rows)} rows: {len(steps.todo)} to submit, {len(steps.already_done)} already done, "
           f"{len(steps.immediate) - invalid} repeated, {invalid} invalid; nothing was sent")
     return EXIT_FAILED if invalid else EXIT_OK
 
@@ -510,7 +409,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.dry_run:
         for row in rows:
             if not row.valid:
-                _note(f"row {row.number} (line {row.line}): {row.reason()}")
+                note(f"row {row.number} (line {row.line}): {row.reason()}")
         return _dry_run(args, rows)
     lines = {row.number: row.line for row in rows}
 
@@ -520,7 +419,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     with vod_target(args, embedded_ok=True) as updates:
         updates = dict(updates, VOD_MAX_CONCURRENCY=str(args.concurrency))
-        settings = _settings(updates)
+        settings = load_settings_from(updates)
         target = {"endpoint": settings.endpoint.url, "sub_app_id": settings.sub_app_id}
         done = manifest.read_results(args.out, target) if args.out != "-" else {}
         steps = manifest.plan(rows, done)
@@ -565,7 +464,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
                f"{len(steps.already_done)} already done, {counts['skipped']} repeated, "
                f"{counts['invalid']} invalid, {counts['failed']} failed{where}")
     if args.out == "-":
-        _note(summary)
+        note(summary)
     else:
         print(summary, flush=True)
     return EXIT_FAILED if counts["failed"] or counts["invalid"] else EXIT_OK
@@ -619,6 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target(p, "call instead of the in-process emulator")
     p.add_argument("--latency", type=float, default=0.0, help="in-process emulator answer delay, seconds")
     p.add_argument("--time-limit-ms", type=int, default=30000, help="the context's time_limit_in_ms")
+    p.add_argument("--rules", metavar="FILE", help="upload rules to try (a JSON file, as REDRAW_RULES_FILE; "
+                   "docs/rules.md)")
     p.set_defaults(func=cmd_invoke)
 
     p = sub.add_parser(
@@ -635,7 +536,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  redraw generate-event ckafka --records 5\n"
                "  redraw generate-event apigw --base64 --url https://example.com/a.mp4\n"
                "  redraw generate-event cos --bucket videos-1250000000 | redraw invoke -\n"
-               "  redraw generate-event timer > events/timer-sweep.json")
+               "  redraw generate-event timer > events/timer-sweep.json\n"
+               "  redraw generate-event cos --key uploads/anime/a.mp4 --meta x-cos-meta-redraw-style=anime")
     p.add_argument("kind", choices=EVENT_KINDS, help="which event")
     p.add_argument("--bucket", default="media-1250000000", help="NAME-APPID (default %(default)s)")
     p.add_argument("--region", default="ap-guangzhou", help="default %(default)s")
@@ -646,7 +548,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base64", action="store_true", help="apigw: base64-encode the body")
     p.add_argument("--size", type=int, metavar="BYTES", help="cos: object size")
     p.add_argument("--url", help="url/apigw/ckafka/direct: the video URL (default: the --key object's URL)")
+    p.add_argument("--meta", action="append", metavar="x-cos-meta-NAME=VALUE",
+                   help="cos: the uploader's metadata (repeatable), e.g. x-cos-meta-redraw-style=anime")
     p.set_defaults(func=cmd_generate_event)
+
+    p = sub.add_parser(
+        "config", help="check the configuration and list the upload rules", formatter_class=formatter,
+        description="Validate this shell's REDRAW_* and VOD_* variables as the function would, then list "
+                    "the upload rules in the order they are tried, the defaults, the metadata headers an "
+                    "uploader may set, and check the rules against the COS trigger's filter (serverless.yml). "
+                    "Exit 1 when a rule can never apply, 2 when the configuration is invalid (docs/rules.md).",
+        epilog="examples:\n"
+               "  REDRAW_RULES='[{\"prefix\": \"uploads/anime/\", \"Style\": \"anime\"}]' redraw config\n"
+               "  REDRAW_RULES_FILE=rules.json redraw config --json")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--serverless", default="serverless.yml", help="where the trigger's filter is read "
+                   "(default %(default)s)")
+    p.add_argument("--prefix", help="the trigger's key prefix (instead of serverless.yml's)")
+    p.add_argument("--suffix", help="the trigger's key suffix (instead of serverless.yml's)")
+    p.set_defaults(func=cmd_config)
 
     p = sub.add_parser(
         "emulator", help="run a VOD emulator server until Ctrl-C", formatter_class=formatter,
@@ -675,6 +595,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of tasks that end FINISH with ErrCode 70000 and no output (default %(default)s)")
     p.add_argument("--abort-rate", type=float, default=0.0,
                    help="share of tasks that end ABORTED (default %(default)s)")
+    from .emulator import add_input_arguments
+
+    add_input_arguments(p)
     p.set_defaults(func=cmd_emulator)
 
     p = sub.add_parser(

@@ -54,7 +54,7 @@ import uuid
 import weakref
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any, BinaryIO, Dict, List, Optional, Tuple
+from typing import Any, BinaryIO, Callable, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import parse_qsl, quote, unquote_to_bytes
 
 from .emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, serve
@@ -216,6 +216,29 @@ def _guess_type(key: str) -> str:
 def _xml(root: ET.Element) -> bytes:
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
+
+
+def _listing_page(entries: Iterable[Any], key_of: Callable[[Any], str], prefix: str, delimiter: str, limit: int,
+                  after: str = "") -> Tuple[List[Tuple[str, Any]], bool]:
+    """One page of a listing, as COS pages them: ``(items, truncated)``, where an item is ``("prefix",
+    common)`` for the keys that hold ``delimiter`` past ``prefix`` (each such prefix once, and only past
+    ``after``) or ``("entry", entry)``; at most ``limit`` items."""
+    items: List[Tuple[str, Any]] = []
+    seen = set()
+    for entry in entries:
+        key = key_of(entry)
+        cut = key.find(delimiter, len(prefix)) if delimiter else -1
+        item: Tuple[str, Any] = ("entry", entry)
+        if cut >= 0:
+            common = key[: cut + len(delimiter)]
+            if common in seen or (after and common <= after):
+                continue
+            seen.add(common)
+            item = ("prefix", common)
+        if len(items) >= limit:
+            return items, True
+        items.append(item)
+    return items, False
 
 def _sub(parent: ET.Element, tag: str, text: Any = None) -> ET.Element:
     node = ET.SubElement(parent, tag)
@@ -1248,28 +1271,8 @@ class CosEmulator(Served):
         max_keys = self._int_param(params, "max-keys", MAX_KEYS, 0, None)
         max_keys = min(max_keys, MAX_KEYS)
         folder = req.bucket_path
-        items: List[Tuple[str, str]] = []  # ("key"|"prefix", value)
-        truncated = False
-        seen_prefixes = set()
-        for key in self._all_keys(folder, prefix):
-            if not key.startswith(prefix) or key <= marker:
-                continue
-            if delimiter:
-                cut = key.find(delimiter, len(prefix))
-                if cut >= 0:
-                    common = key[: cut + len(delimiter)]
-                    if common in seen_prefixes or common <= marker:
-                        continue
-                    if len(items) >= max_keys:
-                        truncated = True
-                        break
-                    seen_prefixes.add(common)
-                    items.append(("prefix", common))
-                    continue
-            if len(items) >= max_keys:
-                truncated = True
-                break
-            items.append(("key", key))
+        keys = (key for key in self._all_keys(folder, prefix) if key.startswith(prefix) and key > marker)
+        items, truncated = _listing_page(keys, lambda key: key, prefix, delimiter, max_keys, after=marker)
         if max_keys == 0:
             truncated = False
 
@@ -1503,26 +1506,7 @@ class CosEmulator(Served):
                 continue
             uploads.append((key, float(info.get("initiated") or 0), entry.name, info))
         uploads.sort()
-        items: List[Tuple[str, Any]] = []
-        seen = set()
-        truncated = False
-        for upload in uploads:
-            key = upload[0]
-            cut = key.find(delimiter, len(prefix)) if delimiter else -1
-            if cut >= 0:
-                common = key[: cut + len(delimiter)]
-                if common in seen:
-                    continue
-                if len(items) >= max_uploads:
-                    truncated = True
-                    break
-                seen.add(common)
-                items.append(("prefix", common))
-                continue
-            if len(items) >= max_uploads:
-                truncated = True
-                break
-            items.append(("upload", upload))
+        items, truncated = _listing_page(uploads, lambda upload: upload[0], prefix, delimiter, max_uploads)
 
         def enc(text: str) -> str:
             return quote(text, safe="/") if encoding == "url" else text
@@ -1534,7 +1518,7 @@ class CosEmulator(Served):
             _sub(root, "EncodingType", encoding)
         _sub(root, "KeyMarker", enc(key_marker))
         _sub(root, "UploadIdMarker", id_marker)
-        last_upload = next((value for kind, value in reversed(items) if kind == "upload"), None)
+        last_upload = next((value for kind, value in reversed(items) if kind == "entry"), None)
         if truncated and last_upload is not None:
             _sub(root, "NextKeyMarker", enc(last_upload[0]))
             _sub(root, "NextUploadIdMarker", last_upload[2])

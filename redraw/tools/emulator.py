@@ -18,11 +18,18 @@ Tasks end FINISH with an output, FINISH with ErrCode 70000 (a failed redraw: a
 source containing "fail", or ``failure_rate``), or ABORTED (a source containing
 "abort", or ``abort_rate``); tasks older than 3 days are unknown, as on VOD.
 
+Each task reads its input as VOD does, once created (``vod_processing``): ``FileInfo.Url`` is
+fetched when it maps to a local COS emulator (``input_routes``; presigned signatures checked
+there) or names a loopback host (``fetch_inputs="local"``, the default; ``"all"``, ``"off"``).
+An input that cannot be read ends the task FINISH with ErrCode 60000 and ErrCodeExt
+``SourceFileError.DownloadNotAccessible``; a task stays PROCESSING until its input is read.
+
 A succeeded task's ``FileUrl`` points back at this server,
 ``{url}/aigc/{TaskId}.mp4?t=<hex unix expiry>&sign=<hex HMAC-SHA256>``, and a
-plain ``GET`` of it returns a small real MP4 (``data/redrawn-sample.mp4``), or
-that MP4 followed by generated filler up to ``output_bytes``, streamed (Range,
-ETag and Content-Length included); a bad signature or a past ``t`` is 403.
+plain ``GET`` of it returns the input redrawn by ffmpeg (``redraw_output``: filtered, labelled,
+H.264 + faststart) when the input was read and ffmpeg is there, else a small real MP4
+(``data/redrawn-sample.mp4``), or that MP4 followed by generated filler up to ``output_bytes``,
+streamed (Range, ETag and Content-Length included); a bad signature or a past ``t`` is 403.
 
 Faults (error codes, HTTP 5xx, dropped connections, slow, malformed or empty
 answers) can be queued per action with :meth:`VodEmulator.inject` or drawn at
@@ -50,6 +57,8 @@ import uuid
 from urllib.parse import parse_qs, urlsplit
 
 from .loopback import LoopbackServer, Served
+from .vod_input import FETCH_MODES, InputRoutes
+from .vod_processing import FileContent, Job, Processing
 
 __all__ = [
     "DEFAULT_SECRET_ID",
@@ -306,6 +315,12 @@ class _OutputContent:
             pos += n
 
 
+def _working(task: dict) -> bool:
+    """Whether the task's input is still being fetched or its output made."""
+    work = task.get("work")
+    return work is not None and work.pending
+
+
 def _parse_range(value: str | None, size: int):
     """(start, stop) of a single ``bytes=`` range; None to send everything; "unsatisfiable" for 416."""
     if not value:
@@ -529,6 +544,9 @@ class VodEmulator(Served):
         output_ttl: float = OUTPUT_TTL,
         output_bytes: int | None = None,
         output_fault_rate: float = 0.0,
+        fetch_inputs: str = "local",
+        input_routes: InputRoutes | None = None,
+        ffmpeg: str | None = None,
     ) -> None:
         for name, rate in (("fault_rate", fault_rate), ("failure_rate", failure_rate), ("abort_rate", abort_rate),
                            ("describe_fault_rate", describe_fault_rate), ("output_fault_rate", output_fault_rate)):
@@ -564,6 +582,9 @@ class VodEmulator(Served):
         self.output_ttl = output_ttl
         self.output_bytes = output_bytes
         self.output_fault_rate = output_fault_rate
+        #: fetches each task's input and makes its output (vod_processing); ``input_routes`` says which
+        #: URL hosts local servers answer for (``emu.input_routes.add_cos(cos_emulator)``)
+        self.processing = Processing(fetch_inputs, input_routes, ffmpeg)
 
         self._lock = threading.Lock()
         self._url_key = os.urandom(32)  # signs output URLs; never leaves the process
@@ -586,6 +607,25 @@ class VodEmulator(Served):
         return f"VodEmulator(url={self.url or None!r}, secret_id={self.secret_id!r})"
 
     # ----------------------------------------------------------------- lifecycle
+    def stop(self) -> None:
+        super().stop()
+        self.processing.close()  # waits for running work, removes the made outputs
+
+    @property
+    def input_routes(self) -> InputRoutes:
+        return self.processing.routes
+
+    @property
+    def fetch_inputs(self) -> str:
+        """local, all or off (vod_input); may be changed while running, for tasks created afterwards."""
+        return self.processing.mode
+
+    @fetch_inputs.setter
+    def fetch_inputs(self, mode: str) -> None:
+        if mode not in FETCH_MODES:
+            raise ValueError(f"fetch_inputs must be one of {', '.join(FETCH_MODES)}")
+        self.processing.mode = mode
+
     def _new_server(self, address, family: int) -> LoopbackServer:
         return _Server(address, _Handler, self, family)
 
@@ -650,10 +690,12 @@ class VodEmulator(Served):
             params["SessionContext"] = session_context
         created = time.time() - age
         task = self._new_task(params, str(uuid.uuid4()), created)
+        task["work"] = Job()
         with self._lock:
             if session_id:
                 self._sessions[session_id] = created
             self._tasks[task["TaskId"]] = task
+        self._begin_work(task)
         return task["TaskId"]
 
     def age_task(self, task_id: str, seconds: float) -> None:
@@ -979,6 +1021,7 @@ class VodEmulator(Served):
 
         now = time.time()
         task = self._new_task(params, request_id, now)
+        task["work"] = Job()  # fetching the input starts once the task is stored (VOD answers first)
         task_id = task["TaskId"]
         with self._lock:
             if session_id:
@@ -990,8 +1033,22 @@ class VodEmulator(Served):
                                    "A request with the same SessionId was made within the last three days.")
                 self._sessions[session_id] = now
             self._tasks[task_id] = task
+        self._begin_work(task)
         record["task_id"] = task_id
         return {"TaskId": task_id}
+
+    def _begin_work(self, task: dict) -> None:
+        """Fetch the task's input (and make its output) in the background; an input that cannot be read
+        ends the task FINISH with ErrCode 60000, as VOD ends a failed one."""
+        file_info = task["params"]["FileInfo"]
+        url = file_info.get("Url") if file_info.get("Type") == "Url" else None
+
+        def failed(job: Job) -> None:
+            with self._lock:
+                task["fate"] = FAILURE
+                task["error"] = job.error
+
+        self.processing.start(task["work"], task["TaskId"], url, failed)
 
     def _new_task(self, params: dict, request_id: str, created: float) -> dict:
         """A task record; its fate and duration are drawn here, once, from its TaskId and ``fault_seed``."""
@@ -1059,6 +1116,8 @@ class VodEmulator(Served):
         duration = self._duration(task)
         elapsed = now - task["created"]
         if elapsed >= duration:
+            if _working(task):  # VOD ends a task only once its input is read and its output made
+                return "PROCESSING"
             return "ABORTED" if task["fate"] == ABORT else "FINISH"
         return "WAITING" if elapsed < 0.1 * duration else "PROCESSING"
 
@@ -1095,7 +1154,7 @@ class VodEmulator(Served):
         if status == "ABORTED":
             err_code, err_code_ext, message = ABORT_ERR_CODE, "FailedOperation.SourceFileError", ABORT_MESSAGE
         elif failed:
-            err_code, err_code_ext, message = FAIL_ERR_CODE, FAIL_ERR_CODE_EXT, FAIL_MESSAGE
+            err_code, err_code_ext, message = task.get("error") or (FAIL_ERR_CODE, FAIL_ERR_CODE_EXT, FAIL_MESSAGE)
         else:
             err_code, err_code_ext, message = 0, "", "SUCCESS" if status == "FINISH" else ""
         redraw = {
@@ -1144,6 +1203,15 @@ class VodEmulator(Served):
     def _count_sent(self, record: dict, sent: int) -> None:
         with self._lock:
             record["bytes"] += sent
+
+    def _content(self, task: dict, size: int | None):
+        """What a download of the task's output serves: the output made from its input when there is one
+        (and no ``output_bytes`` size is asked), else the sample clip (with filler up to ``size``)."""
+        work = task.get("work")
+        made = work.output if work is not None and size is None else None
+        if made is not None and made.is_file():
+            return FileContent(made)
+        return _OutputContent(task["TaskId"], size)
 
     def _output(self, method: str, raw_path: str, headers) -> _Download:
         """Check an output URL (signature, expiry, task), apply a queued or random fault, plan the answer."""
@@ -1202,7 +1270,7 @@ class VodEmulator(Served):
             if task["output_size"] is None:
                 task["output_size"] = self.output_bytes
             size = task["output_size"]
-        content = _OutputContent(task["TaskId"], size)
+        content = self._content(task, size)
         finish = task["created"] + self._duration(task)
         common = [("Accept-Ranges", "bytes"), ("ETag", content.etag),
                   ("Last-Modified", email.utils.formatdate(finish, usegmt=True))]
@@ -1261,6 +1329,7 @@ def main(argv=None) -> int:
     parser.add_argument("--fault-rate", type=float, default=0.0)
     parser.add_argument("--fault-seed", type=int, default=None)
     parser.add_argument("--max-skew", type=float, default=300)
+    add_input_arguments(parser)
     args = parser.parse_args(argv)
 
     try:
@@ -1282,11 +1351,30 @@ def main(argv=None) -> int:
             abort_rate=args.abort_rate,
             output_bytes=args.output_bytes,
             describe_rps=args.describe_rps,
+            **input_options(args),
         )
         emulator.inject(*args.fault)
     except ValueError as exc:
         parser.error(str(exc))
     return serve(emulator, lambda emu: f"VOD emulator listening on {emu.url} (secret id {emu.secret_id})")
+
+
+def add_input_arguments(parser) -> None:
+    """The command-line flags for how tasks read their inputs (``--fetch-inputs``, ``--cos-endpoint``)."""
+    parser.add_argument("--fetch-inputs", choices=FETCH_MODES, default="local",
+                        help="local (default): read FileInfo.Url when a local COS emulator serves its bucket or it "
+                             "names a loopback host, take other hosts as read; all: read every URL; off: read none")
+    parser.add_argument("--cos-endpoint", action="append", default=[], metavar="URL",
+                        help="a COS emulator (http://127.0.0.1:9100) that serves the buckets of input URLs "
+                             "(repeatable)")
+
+
+def input_options(args) -> dict:
+    """VodEmulator keyword arguments from ``add_input_arguments``'s flags; ValueError for a bad endpoint."""
+    routes = InputRoutes()
+    for url in args.cos_endpoint:
+        routes.add_cos_endpoint(url)
+    return {"fetch_inputs": args.fetch_inputs, "input_routes": routes}
 
 
 def serve(emulator: "VodEmulator", banner) -> int:

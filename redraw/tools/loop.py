@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from .serve import ROOT
+from .common import ROOT
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "redrawn-sample.mp4"
 

@@ -29,24 +29,26 @@ def cos_record(key: str, *, bucket: str = DEFAULT_BUCKET, region: str = DEFAULT_
                size: int = 7340032, event_name: str = "cos:ObjectCreated:Put",
                request_id: Optional[str] = None, event_time: Optional[int] = None,
                etag: Optional[str] = None, content_type: Optional[str] = None,
-               source_ip: str = "203.0.113.7") -> dict:
+               source_ip: str = "203.0.113.7", meta: Optional[dict] = None) -> dict:
     """One COS notification record for an object key (given decoded).
 
     ``etag``: the object's MD5 in hex; ``meta.ETag`` carries it quoted, as COS's ETag header does.
+    ``meta``: the uploader's ``x-cos-meta-*`` headers, carried in ``cosObject.meta`` as COS does.
     """
     name, appid = split_bucket(bucket)
     encoded = quote(key, safe="/-_.~")
-    meta = {"x-cos-request-id": request_id or base64.b64encode(uuid.uuid4().bytes).decode(),
+    headers = {"x-cos-request-id": request_id or base64.b64encode(uuid.uuid4().bytes).decode(),
             "Content-Type": content_type if content_type is not None else
             "video/mp4" if key.lower().endswith(".mp4") else ""}
     if etag is not None:
-        meta["ETag"] = f'"{etag}"'
+        headers["ETag"] = f'"{etag}"'
+    headers.update(meta or {})
     return {
         "cos": {
             "cosSchemaVersion": "1.0",
             "cosObject": {
                 "url": f"http://{bucket}.cos.{region}.myqcloud.com/{encoded}",
-                "meta": meta,
+                "meta": headers,
                 "vid": "",
                 "key": f"/{appid}/{name}/{encoded}",
                 "size": size,

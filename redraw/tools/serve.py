@@ -39,13 +39,13 @@ import sys
 import threading
 import time
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import unquote_plus, urlsplit
 
+from . import common
+from .common import ROOT
 from .loopback import LoopbackServer
 
-ROOT = Path(__file__).resolve().parents[2]   # the checkout (or site-packages) that holds handler.py and redraw/
 MAX_EVENT_BYTES = 6 * 1024 * 1024            # SCF: a synchronous event is at most 6 MB
 GRACE_S = 1.0                                # past the time limit, this long before the instance is killed
 READY_TIMEOUT_S = 120.0                      # importing the handler (a loaded 2-core machine: seconds)
@@ -630,9 +630,8 @@ class Service:
         return f"http://{host}:{self.port}"
 
     def context(self) -> dict:
-        from .cli import _context
 
-        ctx = _context(self.time_limit_ms)
+        ctx = common.invocation_context(self.time_limit_ms)
         ctx["tencentcloud_region"] = self.region
         return ctx
 
@@ -832,7 +831,9 @@ def local_follow_up(args: Any, updates: Dict[str, Optional[str]]) -> Tuple[Any, 
         os.makedirs(state_dir, exist_ok=True)
         cos.add_bucket(state, state_dir)
     cos.start()
-    return cos, {"REDRAW_FOLLOW_UP": "true", "REDRAW_STATE_BUCKET": state, "REDRAW_STATE_REGION": args.region,
+    # the folder is a private bucket, as COS buckets are by default: VOD reads uploads through presigned URLs
+    return cos, {"REDRAW_PRESIGN_URLS": os.environ.get("REDRAW_PRESIGN_URLS") or "true",
+                 "REDRAW_FOLLOW_UP": "true", "REDRAW_STATE_BUCKET": state, "REDRAW_STATE_REGION": args.region,
                  "TENCENTCLOUD_REGION": args.region, "REDRAW_COS_ENDPOINT": cos.url,
                  "REDRAW_POLL_MAX_INTERVAL_S": os.environ.get("REDRAW_POLL_MAX_INTERVAL_S") or "0",
                  "REDRAW_DELIVER_PREFIX": os.environ.get("REDRAW_DELIVER_PREFIX") or "redrawn/"}, state_dir
@@ -860,9 +861,8 @@ def local_inbox(updates: Dict[str, Optional[str]]) -> Tuple[Any, Dict[str, str]]
 
 def worker_env(updates: Dict[str, Optional[str]]) -> Dict[str, str]:
     """The instances' environment: the server's, with where VOD calls go, and this checkout first on the path."""
-    from .cli import _merged_env, is_loopback
 
-    env = _merged_env(updates)
+    env = common.merged_env(updates)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     env.setdefault("TENCENTCLOUD_RUNENV", "SCF")
     endpoint = env.get("VOD_ENDPOINT") or ""
@@ -870,7 +870,7 @@ def worker_env(updates: Dict[str, Optional[str]]) -> Dict[str, str]:
     from ..errors import ConfigError
 
     try:
-        loopback = bool(endpoint) and is_loopback(parse_endpoint(endpoint).host)
+        loopback = bool(endpoint) and common.is_loopback(parse_endpoint(endpoint).host)
     except ConfigError:
         loopback = False
     if loopback:  # the SDK sends through HTTP(S)_PROXY even to loopback
@@ -887,31 +887,30 @@ def curl_example(url: str) -> str:
 
 def run(args: Any) -> int:
     """``redraw serve``: serve until Ctrl-C or SIGTERM (exit 0)."""
-    from . import cli
 
     if not 0 <= args.port <= 65535:
-        raise cli.CliError("--port must be between 0 and 65535 (0: any free port)")
+        raise common.CliError("--port must be between 0 and 65535 (0: any free port)")
     if not 1 <= args.instances <= 64:
-        raise cli.CliError("--instances must be between 1 and 64")
+        raise common.CliError("--instances must be between 1 and 64")
     if not 1 <= args.timeout <= 900:
-        raise cli.CliError("--timeout must be between 1 and 900 seconds (SCF's range)")
+        raise common.CliError("--timeout must be between 1 and 900 seconds (SCF's range)")
     if args.watch is not None:
         if not os.path.isdir(args.watch):
-            raise cli.CliError(f"--watch {args.watch}: not a folder")
-        if not cli._BUCKET_RE.match(args.bucket):
-            raise cli.CliError("--bucket must look like NAME-APPID, e.g. media-1250000000")
-        if not cli._REGION_RE.match(args.region):
-            raise cli.CliError("--region must look like ap-guangzhou")
+            raise common.CliError(f"--watch {args.watch}: not a folder")
+        if not common.BUCKET_RE.match(args.bucket):
+            raise common.CliError("--bucket must look like NAME-APPID, e.g. media-1250000000")
+        if not common.REGION_RE.match(args.region):
+            raise common.CliError("--region must look like ap-guangzhou")
     elif args.prefix is not None or args.suffix is not None:
-        raise cli.CliError("--prefix and --suffix apply to --watch only")
+        raise common.CliError("--prefix and --suffix apply to --watch only")
     if args.follow_up and args.watch is None:
-        raise cli.CliError("--follow-up needs --watch DIR: the folder is the bucket its records and "
+        raise common.CliError("--follow-up needs --watch DIR: the folder is the bucket its records and "
                            "redrawn videos go to")
     if follow_up_wanted(args) and args.watch is None and not os.environ.get("REDRAW_COS_ENDPOINT"):
-        raise cli.CliError("REDRAW_FOLLOW_UP=true needs --watch DIR (a folder as the local bucket) or "
+        raise common.CliError("REDRAW_FOLLOW_UP=true needs --watch DIR (a folder as the local bucket) or "
                            "REDRAW_COS_ENDPOINT (a COS endpoint of your own); unset it to serve without the follow-up")
     if not 1 <= args.sweep_every <= 3600:
-        raise cli.CliError("--sweep-every must be between 1 and 3600 seconds")
+        raise common.CliError("--sweep-every must be between 1 and 3600 seconds")
 
     time_limit_ms = int(args.timeout * 1000)
     service = Service(host=args.host, port=args.port, instances=args.instances, time_limit_ms=time_limit_ms,
@@ -920,7 +919,7 @@ def run(args: Any) -> int:
         service.bind()
     except OSError as exc:
         reason = "the port is in use" if getattr(exc, "errno", None) in (98, 48) else (exc.strerror or str(exc))
-        raise cli.CliError(f"cannot listen on {args.host}:{args.port}: {reason} "
+        raise common.CliError(f"cannot listen on {args.host}:{args.port}: {reason} "
                            "(stop the other server, or choose another --port; --port 0 picks a free one)") from None
 
     stop = threading.Event()
@@ -936,10 +935,15 @@ def run(args: Any) -> int:
         for number in (signal.SIGINT, signal.SIGTERM):
             previous[number] = signal.signal(number, stop_on_signal)
     try:
-        with cli.vod_target(args, embedded_ok=True, quiet=True) as updates:
+        from .redraw_output import find_ffmpeg
+        from .vod_input import InputRoutes
+
+        routes = InputRoutes()  # the embedded VOD emulator fetches inputs of the local bucket from its COS
+        with common.vod_target(args, embedded_ok=True, quiet=True, emulator_options={"input_routes": routes}) as updates:
             local_cos, state_dir = None, ""
             if follow_up_wanted(args) and args.watch is not None:
                 local_cos, follow, state_dir = local_follow_up(args, updates)
+                routes.add_cos(local_cos)
                 service._stoppers.insert(0, local_cos.stop)  # stopped last: sweeps in flight still reach it
                 updates = {**updates, **follow}
                 inbox, hooks = local_inbox(updates)
@@ -947,13 +951,13 @@ def run(args: Any) -> int:
                     service.inbox = inbox  # its deliveries() (the console shows them)
                     service._stoppers.insert(0, inbox.stop)
                     updates = {**updates, **hooks}
-            settings = cli._settings(updates)   # a configuration error: exit 2 now, not a 500 per request
+            settings = common.load_settings_from(updates)   # a configuration error: exit 2 now, not a 500 per request
             service.pool.env = worker_env(updates)
             embedded = "TENCENTCLOUD_SECRETKEY" in updates
             try:
                 warm_s = service.start()
             except InstanceError as exc:
-                raise cli.CliError(f"the function's instances did not start: {exc}", cli.EXIT_FAILED) from None
+                raise common.CliError(f"the function's instances did not start: {exc}", common.EXIT_FAILED) from None
             lines = []
             if not args.no_reload:
                 service.watch_code()
@@ -967,15 +971,20 @@ def run(args: Any) -> int:
                 prefix = args.prefix if args.prefix is not None else prefix
                 suffix = args.suffix if args.suffix is not None else suffix
                 try:
-                    own = (settings.state_prefix, settings.deliver_prefix or settings.state_prefix) \
-                        if local_cos is not None else ()
+                    own = (settings.state_prefix, settings.deliver_prefix or settings.state_prefix,
+                           *settings.rules.deliver_prefixes) if local_cos is not None else ()
                     service.watch_folder(args.watch, bucket=args.bucket, region=args.region, prefix=prefix,
                                          suffix=suffix, own_prefixes=own)
                 except WatchError as exc:
-                    raise cli.CliError(str(exc)) from None
+                    raise common.CliError(str(exc)) from None
+                from ..rules import filter_problems
+
+                mismatched = filter_problems(settings.rules, prefix, suffix)
+                lines += [f"warning: {line}" for line in mismatched[0] + mismatched[1]]
                 lines.append(f"watching {os.path.realpath(args.watch)} as bucket {args.bucket} ({args.region}), "
                              f"prefix {prefix!r} suffix {suffix!r} ({source}): a file written and closed, or "
-                             "moved in, fires cos:ObjectCreated:Put; a deleted one cos:ObjectRemove:Delete")
+                             "moved in, fires cos:ObjectCreated:Put (its metadata from FILE.meta.json, written "
+                             "first); a deleted one cos:ObjectRemove:Delete")
             if follow_up_wanted(args):
                 service.sweep_every(args.sweep_every)
             if local_cos is not None:
@@ -984,14 +993,19 @@ def run(args: Any) -> int:
                              f"{args.bucket}; records and receipts go to {os.path.join(state_dir, settings.state_prefix)}, "
                              f"redrawn videos to {os.path.join(folder, settings.deliver_prefix or '')}; "
                              f"the timer trigger sweeps every {args.sweep_every:g} s")
+                if embedded:
+                    lines.append("the VOD emulator reads each upload from the local COS as VOD does (presigned URLs: "
+                                 f"REDRAW_PRESIGN_URLS={updates.get('REDRAW_PRESIGN_URLS')}) and redraws it"
+                                 + (" with ffmpeg" if find_ffmpeg() else "; no ffmpeg here, so every output is the "
+                                    "sample clip (pip install imageio-ffmpeg)"))
+            elif follow_up_wanted(args):
+                lines.append(f"follow-up on (REDRAW_COS_ENDPOINT): the timer trigger sweeps every {args.sweep_every:g} s")
             if service.inbox is not None:
                 lines.append(f"webhooks on: a webhook inbox at {service.inbox.url}/webhook verifies each delivery "
                              "(standardwebhooks) and prints one line per delivery; a request's own Webhook may "
                              "name a receiver on this machine")
             elif local_cos is not None:
                 lines.append("webhooks off: install requirements-dev.txt (standardwebhooks) for the local inbox")
-            if local_cos is None and follow_up_wanted(args):
-                lines.append(f"follow-up on (REDRAW_COS_ENDPOINT): the timer trigger sweeps every {args.sweep_every:g} s")
             # everything is ready when the first line appears: it says where, and how to try it
             _say(f"serving the function on {service.url} -- try: {curl_example(service.url)}")
             where = (f"an in-process VOD emulator at {updates['VOD_ENDPOINT']} (nothing reaches Tencent Cloud)"
@@ -1001,7 +1015,7 @@ def run(args: Any) -> int:
                  "stdout; Ctrl-C stops")
             for line in lines:
                 _say(line)
-            if not cli.is_loopback(args.host):
+            if not common.is_loopback(args.host):
                 _say(f"warning: listening on {args.host}: anyone who can reach this port can create tasks "
                      "(the function does not authenticate callers; in the cloud, CAM does)")
             while not stop.wait(0.5):
@@ -1012,7 +1026,7 @@ def run(args: Any) -> int:
         for number, handler in previous.items():
             signal.signal(number, handler)
     _say("stopped")
-    return cli.EXIT_OK
+    return common.EXIT_OK
 
 
 if __name__ == "__main__":

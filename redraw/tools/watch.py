@@ -17,6 +17,11 @@ open for writing (a read lease, ``F_SETLEASE``, is refused while a writer has th
 ``cp -r`` that wrote a file before the folder's own watch existed is not missed; the same completed
 file (inode, size, mtime) never fires twice.
 
+Metadata: a sidecar ``<file>.meta.json`` beside a file holds the ``x-cos-meta-*`` headers its upload
+carries (a JSON object, e.g. ``{"x-cos-meta-redraw-style": "watercolor"}``), as an uploader sets them
+with ``coscli --meta`` (docs/rules.md). Write the sidecar first: it is read when the file fires.
+Sidecars never fire themselves.
+
 Close events are Linux's (inotify): ``--watch`` needs Linux.
 """
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import json
 import mimetypes
 import os
 import stat
@@ -37,6 +43,7 @@ DEFAULT_PREFIX = "uploads/"
 DEFAULT_SUFFIX = ""
 PUT = "cos:ObjectCreated:Put"
 DELETE = "cos:ObjectRemove:Delete"
+SIDECAR = ".meta.json"
 _F_SETLEASE = getattr(fcntl, "F_SETLEASE", 1024)
 _CHUNK = 1024 * 1024
 
@@ -101,12 +108,36 @@ def _md5(path: str) -> Tuple[str, int]:
             size += len(chunk)
 
 
+class SidecarError(ValueError):
+    """A metadata sidecar that cannot be used (one line for the watcher's note)."""
+
+
+def sidecar_meta(path: str) -> dict:
+    """The metadata of ``<path>.meta.json`` ({} without one): header names lower-cased as COS keeps them,
+    values as written (COS carries text: anything else reaches the function as it is, and fails there)."""
+    try:
+        with open(path + SIDECAR, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise SidecarError(f"its sidecar {os.path.basename(path)}{SIDECAR} is not readable JSON "
+                           f"({type(exc).__name__})") from None
+    if not isinstance(data, dict) or not all(str(k).lower().startswith("x-cos-meta-") for k in data):
+        raise SidecarError(f"its sidecar {os.path.basename(path)}{SIDECAR} must be a JSON object of "
+                           "x-cos-meta-* headers")
+    return {str(k).lower(): v for k, v in data.items()}
+
+
 def put_event(path: str, key: str, *, bucket: str, region: str) -> dict:
-    """The COS event of an upload of the file at ``path`` as ``key`` (reads it: OSError when it cannot)."""
+    """The COS event of an upload of the file at ``path`` as ``key`` (reads it: OSError when it cannot;
+    SidecarError when its metadata sidecar is not usable)."""
+    meta = sidecar_meta(path)
     etag, size = _md5(path)
     content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
     return {"Records": [samples.cos_record(key, bucket=bucket, region=region, size=size, event_name=PUT,
-                                           etag=etag, content_type=content_type, source_ip="127.0.0.1")]}
+                                           etag=etag, content_type=content_type, source_ip="127.0.0.1",
+                                           meta=meta)]}
 
 
 def delete_event(key: str, *, bucket: str, region: str) -> dict:
@@ -225,7 +256,7 @@ class FolderWatcher:
     def _key(self, path: str, *, tell: bool) -> Optional[str]:
         """The object key, or None for files that fire nothing (hidden, not UTF-8, outside the filter)."""
         rel = self._relative(path)
-        if rel is None or is_hidden(rel):
+        if rel is None or is_hidden(rel) or rel.endswith(SIDECAR):
             return None
         try:
             key = object_key(rel)
@@ -255,6 +286,9 @@ class FolderWatcher:
             event = put_event(path, key, bucket=self.bucket, region=self.region)
         except OSError as exc:
             self.note(f"watch: cannot read {key}: {exc.strerror or type(exc).__name__}; no event sent, still watching")
+            return
+        except SidecarError as exc:
+            self.note(f"watch: {key}: {exc}; no event sent: fix it and write the file again")
             return
         self._fired[path] = identity
         self.deliver(event, f"{PUT} {key}")
