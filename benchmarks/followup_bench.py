@@ -637,15 +637,17 @@ def sweep_bench(cfg: dict, trees: Trees, tmp: Path) -> dict:
 def sweep_hooks(trees: Trees, vod: Host, cos: Host, cos_root: Path, env: Dict[str, str], n: int,
                 tmp: Path) -> dict:
     """The same sweep in a new container without and with webhooks (a local receiver that verifies each
-    message, in this process), twice each, alternated: the function's CPU per task."""
+    message, in this process), three times each, alternated (off/on, on/off, off/on): the function's CPU
+    per task."""
     from redraw.tools.inbox import WebhookInbox
 
     rounds: Dict[str, List[dict]] = {"off": [], "on": []}
     with WebhookInbox(WEBHOOK_SECRET, quiet=True) as inbox:
         hooked = {**env, **webhook_env(inbox.url + "/hook", allow_private=True)}
-        for i in range(2):
-            for key, variant in (("off", env), ("on", hooked)):
-                log(f"sweep: {n} ended tasks, a new container, webhooks {key} ({i + 1}/2)")
+        for i in range(3):
+            pair = (("off", env), ("on", hooked))
+            for key, variant in (pair if i % 2 == 0 else pair[::-1]):
+                log(f"sweep: {n} ended tasks, a new container, webhooks {key} ({i + 1}/3)")
                 fn = Function(trees.cos, variant, tmp / f"sweep-hooks-{key}-{i}.log")
                 try:
                     rounds[key].append(sweep_round(fn, vod, cos, cos_root, variant, n, f"hooks-{key}-{i}",
@@ -654,8 +656,8 @@ def sweep_hooks(trees: Trees, vod: Host, cos: Host, cos_root: Path, env: Dict[st
                 finally:
                     fn.kill()
         told = {d["task_id"] for d in inbox.deliveries() if d["verified"]}
-    if len(told) != 2 * n:
-        raise BenchError(f"sweep with webhooks: {len(told)} of {2 * n} tasks told")
+    if len(told) != 3 * n:
+        raise BenchError(f"sweep with webhooks: {len(told)} of {3 * n} tasks told")
     return rounds
 
 

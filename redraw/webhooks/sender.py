@@ -4,7 +4,7 @@
 rebinding cannot swap it) and, for https, TLS verified against the host name (SNI and the
 certificate's name). Redirects are never followed (``http.client`` does not): a 3xx is a failure.
 The whole attempt (connect, TLS, request, status line and headers) is bounded by ``timeout``: a
-watchdog closes the socket when it runs out, so a receiver that trickles its answer cannot hold
+watchdog (one thread for the process) closes the socket when it runs out, so a receiver that trickles its answer cannot hold
 the sweep.
 
 Why not a library: requests-hardened (maintained) checks the address at connect time but goes
@@ -14,13 +14,14 @@ and adds no runtime dependency or import cost to the upload path.
 from __future__ import annotations
 
 import email.utils
+import heapq
 import http.client
 import socket
 import ssl
 import threading
 import time
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 from .guard import Target
 
@@ -61,9 +62,7 @@ def post(target: Target, headers: Dict[str, str], body: bytes, timeout: float,
     timeout = max(0.1, min(MAX_TIMEOUT, timeout))
     tls = (context or _tls()) if target.scheme == "https" else None
     conn = _Pinned(target, timeout, tls)
-    watchdog = threading.Timer(timeout, _cut, (conn,))
-    watchdog.daemon = True
-    watchdog.start()
+    token = _watchdog.watch(conn, timeout)
     started = time.monotonic()
     try:
         conn.request("POST", target.path, body=body, headers=headers)
@@ -77,8 +76,53 @@ def post(target: Target, headers: Dict[str, str], body: bytes, timeout: float,
             return Answer(None, "the TLS certificate does not match the host")
         return Answer(None, f"no answer ({type(exc).__name__})")
     finally:
-        watchdog.cancel()
+        _watchdog.unwatch(token)
         conn.close()
+
+
+class _Watchdog:
+    """One thread for every attempt of the process: it cuts the connection of an attempt that outlives
+    its time (a thread per attempt cost more CPU than the attempt itself, measured)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: List[Tuple[float, int]] = []
+        self._conns: Dict[int, http.client.HTTPConnection] = {}
+        self._next = 0
+        self._thread: Optional[threading.Thread] = None
+
+    def watch(self, conn: http.client.HTTPConnection, seconds: float) -> int:
+        with self._cond:
+            self._next += 1
+            self._conns[self._next] = conn
+            heapq.heappush(self._heap, (time.monotonic() + seconds, self._next))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="redraw-webhook-watchdog", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+            return self._next
+
+    def unwatch(self, token: int) -> None:
+        with self._cond:
+            self._conns.pop(token, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._heap and self._heap[0][1] not in self._conns:
+                    heapq.heappop(self._heap)  # finished in time
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                due, token = self._heap[0]
+                wait = due - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+                conn = self._conns.pop(token, None)
+            if conn is not None:
+                _cut(conn)
 
 
 def _cut(conn: http.client.HTTPConnection) -> None:
@@ -88,6 +132,9 @@ def _cut(conn: http.client.HTTPConnection) -> None:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+
+_watchdog = _Watchdog()
 
 
 def retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
