@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EVENT  ?= events/cos-put.json
 
-.PHONY: setup demo loop serve test docs lint bench soak scale followup-bench package package-local clean
+.PHONY: setup demo loop serve console test docs lint bench soak scale followup-bench package package-local clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,8 @@ demo: $(STAMP)
 	$(PY) -m redraw.tools invoke $(EVENT)
 
 ## The follow-up's whole loop on local emulators (docs/followup.md): upload -> task -> sweep ->
-## task.finished -> the redrawn video in the bucket folder. LOOP_ARGS="--dir ./bucket" keeps the folder.
+## task.finished -> the redrawn video in the bucket folder. LOOP_ARGS="--dir ./bucket" keeps the folder;
+## LOOP_ARGS="--stay" keeps serving afterwards (Ctrl-C stops) so the web console it names shows the task.
 loop: $(STAMP)
 	$(PY) -m redraw.tools loop $(LOOP_ARGS)
 
@@ -29,9 +30,16 @@ loop: $(STAMP)
 serve: $(STAMP)
 	$(PY) -m redraw.tools serve $(SERVE_ARGS)
 
-## Run the test suite (what CI runs).
+## The web console (docs/console.md): redraw serve --watch $(CONSOLE_DIR) --follow-up, then open
+## http://127.0.0.1:9001/ (upload a video, watch its task, compare before and after). CONSOLE_ARGS passes options.
+CONSOLE_DIR ?= ./bucket
+console: $(STAMP)
+	mkdir -p $(CONSOLE_DIR)/uploads
+	$(PY) -m redraw.tools serve --watch $(CONSOLE_DIR) --follow-up $(CONSOLE_ARGS)
+
+## Run the test suite (what CI runs). -rs: a skipped test says why (the browser tests, without Chromium: how to install it).
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs
 
 ## The documentation site (mkdocs.yml, docs/) on http://127.0.0.1:8000 with search, reloading on changes.
 ## DOCS_ARGS="-a 127.0.0.1:8001" for another port; the suite builds it with --strict (tests/test_docs.py).

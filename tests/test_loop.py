@@ -3,6 +3,7 @@ serving the folder, the sweep on a timer) and ``redraw loop`` (``make loop``), r
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ def test_make_loop_closes_the_loop_and_says_each_step(tmp_path):
     text = out.stdout
     for step in ("upload", "task", "finished", "delivered", "receipt", "webhook", "verified", "the loop closed in"):
         assert step in text, text
+    assert re.search(r"console +http://127\.0\.0\.1:\d+/ shows the task live", text), text  # the web console's URL
     line = json.loads(text.strip().splitlines()[-2])  # the task.finished line, then where the folder stays
     assert line["event"] == "task.finished" and line["outcome"] == "succeeded"
     [upload] = (folder / "uploads").iterdir()

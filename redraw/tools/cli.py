@@ -311,7 +311,7 @@ def cmd_loop(args: argparse.Namespace) -> int:
         raise CliError("--sweep-every must be between 1 and 60 seconds")
     if args.dir is not None and os.path.exists(args.dir) and not os.path.isdir(args.dir):
         raise CliError(f"--dir {args.dir}: not a folder")
-    code = loop.run(args.dir, timeout=args.timeout, sweep_every=args.sweep_every, keep=args.keep)
+    code = loop.run(args.dir, timeout=args.timeout, sweep_every=args.sweep_every, keep=args.keep, stay=args.stay)
     return EXIT_OK if code == 0 else EXIT_FAILED
 
 
@@ -642,6 +642,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the follow-up: the timer trigger's period (default %(default)g; deployed: 60)")
     p.add_argument("--no-reload", action="store_true", help="do not restart the instances on code changes")
     p.add_argument("--quiet", action="store_true", help="no access line per request on stderr")
+    p.add_argument("--console-port", type=int, metavar="PORT",
+                   help="the web console's port on --host (default 9001; with --port 0, a free one; 0 picks a free one)")
+    p.add_argument("--no-console", action="store_true", help="no web console")
     _add_target(p, "call instead of the in-process emulator")
     p.set_defaults(func=cmd_serve)
 
@@ -659,6 +662,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  redraw loop --dir ./bucket      # keep the folder and look at what it holds")
     p.add_argument("--dir", help="the bucket folder (default: a temporary one, removed afterwards)")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    p.add_argument("--stay", action="store_true", help="keep serving after the loop closed, until Ctrl-C, so that "
+                                                       "the web console it names shows the task")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds (default %(default)g)")
     p.add_argument("--sweep-every", type=float, default=2.0, help="the sweep's period (default %(default)g s)")
     p.set_defaults(func=cmd_loop)

@@ -10,7 +10,7 @@ import re
 import sys
 import uuid
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, Optional
 
 from ..errors import ConfigError
 
@@ -91,8 +91,8 @@ def refuse_real(host: str) -> CliError:
 
 
 @contextlib.contextmanager
-def vod_target(args: argparse.Namespace, *, embedded_ok: bool,
-               emulator_options: Optional[dict] = None, quiet: bool = False) -> Iterator[Dict[str, Optional[str]]]:
+def vod_target(args: argparse.Namespace, *, embedded_ok: bool, emulator_options: Optional[dict] = None,
+               quiet: bool = False, on_emulator: Optional[Callable[[Any], None]] = None) -> Iterator[Dict[str, Optional[str]]]:
     """Decide where VOD calls go; yields the environment changes that point there.
 
     Raises CliError (before any call) when that would be the real API without ``--real``.
@@ -120,6 +120,8 @@ def vod_target(args: argparse.Namespace, *, embedded_ok: bool,
     from .emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, VodEmulator
 
     emulator = VodEmulator(**(emulator_options or {})).start()
+    if on_emulator is not None:  # redraw serve's console asks it for Progress
+        on_emulator(emulator)
     try:
         if not quiet:
             note(f"note: VOD_ENDPOINT is not set, so calls go to an in-process VOD emulator at "

@@ -56,7 +56,7 @@ import time
 import uuid
 from urllib.parse import parse_qs, urlsplit
 
-from .loopback import LoopbackServer, Served
+from .loopback import LoopbackServer, Served, parse_range
 from .vod_input import FETCH_MODES, InputRoutes
 from .vod_processing import FileContent, Job, Processing
 
@@ -117,7 +117,6 @@ _HTTP_FAULTS = {"http500": 500, "http502": 502, "http503": 503}
 _OUTPUT_FAULTS = frozenset({"cut", "drop"}) | frozenset(_HTTP_FAULTS)
 _OUTPUT_PATH_RE = re.compile(r"^/aigc/([A-Za-z0-9][A-Za-z0-9_.-]{0,127})\.mp4$")
 _HEX_RE = re.compile(r"^[0-9a-f]{1,16}$")
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _FILL_BLOCK = 64 * 1024
 _SPECIAL_FAULTS = frozenset({"drop", "drop_after_accept", "malformed", "empty"}) | frozenset(_HTTP_FAULTS)
 _ERROR_CODE_RE = re.compile(r"^[A-Z][A-Za-z0-9]*(\.[A-Z][A-Za-z0-9]*)*$")
@@ -319,25 +318,6 @@ def _working(task: dict) -> bool:
     """Whether the task's input is still being fetched or its output made."""
     work = task.get("work")
     return work is not None and work.pending
-
-
-def _parse_range(value: str | None, size: int):
-    """(start, stop) of a single ``bytes=`` range; None to send everything; "unsatisfiable" for 416."""
-    if not value:
-        return None
-    m = _RANGE_RE.match(value.strip())
-    if not m or (not m.group(1) and not m.group(2)):
-        return None  # several ranges or a malformed header: ignored, as RFC 9110 allows
-    first, last = m.group(1), m.group(2)
-    if not first:
-        n = int(last)
-        return "unsatisfiable" if n == 0 else (max(0, size - n), size)
-    start = int(first)
-    if last and int(last) < start:
-        return None
-    if start >= size:
-        return "unsatisfiable"
-    return start, size if not last else min(int(last), size - 1) + 1
 
 
 class _Server(LoopbackServer):
@@ -1274,13 +1254,13 @@ class VodEmulator(Served):
         finish = task["created"] + self._duration(task)
         common = [("Accept-Ranges", "bytes"), ("ETag", content.etag),
                   ("Last-Modified", email.utils.formatdate(finish, usegmt=True))]
-        wanted = _parse_range(headers.get("Range"), content.size)
+        wanted = parse_range(headers.get("Range"), content.size)
         if wanted == "unsatisfiable":
             reply = text(416, "range_not_satisfiable", "Range Not Satisfiable",
                          common + [("Content-Range", f"bytes */{content.size}")])
             reply.delay = delay
             return reply
-        start, stop = (0, content.size) if wanted is None else wanted
+        start, stop = wanted if isinstance(wanted, tuple) else (0, content.size)
         length = stop - start
         reply_headers = [("Content-Type", "video/mp4"), ("Content-Length", str(length))] + common
         status = 200

@@ -5,7 +5,9 @@ as the bucket, a sweep every ``--sweep-every`` s), writes a real MP4 into ``DIR/
 reports each step as the function's own log lines show it: the task created by the COS trigger, the
 sweep's checks, the one ``task.finished`` line, the redrawn video delivered into ``DIR/redrawn/``
 with the receipt beside it, and the signed webhook arriving at ``redraw serve``'s webhook inbox.
-Exits 0 when the loop closed, 1 when it did not within ``--timeout``.
+Exits 0 when the loop closed, 1 when it did not within ``--timeout``. It names serve's web console
+(``redraw.tools.console``); ``--stay`` keeps serving afterwards, until Ctrl-C, so that the console can
+be opened on the task.
 """
 from __future__ import annotations
 
@@ -81,7 +83,7 @@ class _Server:
 
 
 def run(folder: Optional[str], *, timeout: float = 60.0, sweep_every: float = 2.0, keep: bool = False,
-        out: Callable[[str], None] = print) -> int:
+        stay: bool = False, out: Callable[[str], None] = print) -> int:
     started = time.monotonic()
     until = started + timeout
     root = Path(folder).resolve() if folder else Path(tempfile.mkdtemp(prefix="redraw-loop-"))
@@ -98,6 +100,9 @@ def run(folder: Optional[str], *, timeout: float = 60.0, sweep_every: float = 2.
         if not ready:
             return _fail(out, "the server did not start", server)
         step("serving", f"redraw serve --watch {root} --follow-up --sweep-every {sweep_every:g}")
+        console = _console_url(server.notes)
+        if console:
+            step("console", f"{console} shows the task live ({'open until Ctrl-C' if stay else '--stay keeps it open'})")
         key = f"uploads/loop-{time.strftime('%H%M%S')}.mp4"
         tmp = root / ".loop-upload.tmp"
         shutil.copyfile(SAMPLE, tmp)
@@ -132,6 +137,13 @@ def run(folder: Optional[str], *, timeout: float = 60.0, sweep_every: float = 2.
                         f"attempt {sent.get('attempt')})")
         out(f"the loop closed in {time.monotonic() - started:.1f} s; the task.finished line:")
         out(json.dumps(finished, ensure_ascii=False))
+        if stay and console:
+            out(f"still serving: the console at {console} shows the task, before and after; Ctrl-C stops")
+            try:
+                while server.process.poll() is None:
+                    time.sleep(0.5)
+            except KeyboardInterrupt:
+                pass
         return 0
     finally:
         server.stop()
@@ -139,6 +151,14 @@ def run(folder: Optional[str], *, timeout: float = 60.0, sweep_every: float = 2.
             shutil.rmtree(root, ignore_errors=True)
         else:
             out(f"the bucket folder stays at {root}")
+
+
+def _console_url(notes: List[str]) -> Optional[str]:
+    """The console's URL from serve's banner lines (``redraw: console: http://...``)."""
+    for note in notes:
+        if note.startswith("redraw: console: "):
+            return note.split("console: ", 1)[1].split(" ", 1)[0]
+    return None
 
 
 def _final_state(receipt: Path) -> Optional[str]:

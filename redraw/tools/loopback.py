@@ -4,10 +4,32 @@ connections known, so that stopping can close them (keep-alive clients would hol
 from __future__ import annotations
 
 import http.server
+import re
 import socket
 import socketserver
 import threading
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Tuple, Union
+
+_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def parse_range(value: Optional[str], size: int) -> Union[None, str, Tuple[int, int]]:
+    """(start, stop) of a single ``bytes=`` range; None to send everything; "unsatisfiable" for 416."""
+    if not value:
+        return None
+    m = _RANGE_RE.match(value.strip())
+    if not m or (not m.group(1) and not m.group(2)):
+        return None  # several ranges or a malformed header: ignored, as RFC 9110 allows
+    first, last = m.group(1), m.group(2)
+    if not first:
+        n = int(last)
+        return "unsatisfiable" if n == 0 else (max(0, size - n), size)
+    start = int(first)
+    if last and int(last) < start:
+        return None
+    if start >= size:
+        return "unsatisfiable"
+    return start, size if not last else min(int(last), size - 1) + 1
 
 
 class LoopbackServer(http.server.ThreadingHTTPServer):

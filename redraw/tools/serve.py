@@ -176,21 +176,50 @@ class InstanceError(Exception):
     """A worker that could not start (its import failed) or stopped answering."""
 
 
-class Worker:
-    """One warm instance: a process that imported ``handler`` and handles one event at a time."""
+_RELAY_LOCK = threading.Lock()
 
-    def __init__(self, env: Dict[str, str], generation: int) -> None:
+
+def _relay(stream: Any, on_line: Callable[[Any], None]) -> None:
+    """An instance's stdout, line by line, onto the server's (unchanged), each JSON line also to ``on_line``
+    (the console's task board)."""
+    out = getattr(sys.stdout, "buffer", None)
+    with stream:
+        for raw in stream:
+            with _RELAY_LOCK:
+                try:
+                    if out is not None:
+                        out.write(raw)
+                    else:
+                        sys.stdout.write(raw.decode("utf-8", "replace"))
+                    sys.stdout.flush()
+                except (OSError, ValueError):
+                    pass  # nobody reads the server's stdout any more: the console still gets the line
+            try:
+                on_line(json.loads(raw))
+            except ValueError:
+                pass
+            except Exception:  # noqa: BLE001 - the relay never stops: an instance blocks on a full pipe
+                pass
+
+
+class Worker:
+    """One warm instance: a process that imported ``handler`` and handles one event at a time.
+    With ``on_line``, its stdout is relayed through the server (``_relay``) instead of inherited."""
+
+    def __init__(self, env: Dict[str, str], generation: int, on_line: Optional[Callable[[Any], None]] = None) -> None:
         read_fd, write_fd = os.pipe()
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "redraw.tools.serve", "--worker", str(write_fd)], env=env,
-                stdin=subprocess.PIPE, stdout=None, stderr=None, pass_fds=(write_fd,),
-                start_new_session=True)  # Ctrl-C reaches the server only; it stops the instances itself
+                stdin=subprocess.PIPE, stdout=None if on_line is None else subprocess.PIPE, stderr=None,
+                pass_fds=(write_fd,), start_new_session=True)  # Ctrl-C reaches the server only; it stops the instances
         except BaseException:
             os.close(read_fd)
             raise
         finally:
             os.close(write_fd)
+        if on_line is not None:
+            threading.Thread(target=_relay, args=(self.process.stdout, on_line), name="serve-relay", daemon=True).start()
         self.answers = os.fdopen(read_fd, "rb")
         self.generation = generation
         self.ready_s = 0.0
@@ -280,9 +309,10 @@ class Pool:
         self._lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self._closed = False
+        self.on_line: Optional[Callable[[Any], None]] = None  # the function's log lines, for the console
 
     def _spawn(self, count: int, generation: int) -> List[Worker]:
-        workers = [Worker(self.env, generation) for _ in range(count)]
+        workers = [Worker(self.env, generation, self.on_line) for _ in range(count)]
         with self._lock:
             self._workers.update(workers)
         try:
@@ -885,11 +915,29 @@ def curl_example(url: str) -> str:
     return f"curl -sS {url}/redraw -H 'content-type: application/json' -d '{body}'"
 
 
+def _open_console(args: Any, service: "Service") -> Any:
+    """The web console (``redraw.tools.console``), listening, fed the function's lines; None when off."""
+    from .console import console_port, open_console
+
+    try:
+        console = open_console(args)
+    except OSError as exc:
+        reason = "the port is in use" if getattr(exc, "errno", None) in (98, 48) else (exc.strerror or str(exc))
+        raise common.CliError(f"cannot listen on {args.host}:{console_port(args)} for the console: {reason} (choose "
+                           "another --console-port; 0 picks a free one; --no-console: none)") from None
+    if console is not None:
+        service._stoppers.append(console.stop)
+        service.pool.on_line = console.board.feed
+    return console
+
+
 def run(args: Any) -> int:
     """``redraw serve``: serve until Ctrl-C or SIGTERM (exit 0)."""
 
     if not 0 <= args.port <= 65535:
         raise common.CliError("--port must be between 0 and 65535 (0: any free port)")
+    if getattr(args, "console_port", None) is not None and not 0 <= args.console_port <= 65535:
+        raise common.CliError("--console-port must be between 0 and 65535 (0: any free port)")
     if not 1 <= args.instances <= 64:
         raise common.CliError("--instances must be between 1 and 64")
     if not 1 <= args.timeout <= 900:
@@ -934,12 +982,15 @@ def run(args: Any) -> int:
         # set, not inherited: a server started in the background of a script has SIGINT ignored
         for number in (signal.SIGINT, signal.SIGTERM):
             previous[number] = signal.signal(number, stop_on_signal)
+    emulators: List[Any] = []
     try:
+        console = _open_console(args, service)
         from .redraw_output import find_ffmpeg
         from .vod_input import InputRoutes
 
         routes = InputRoutes()  # the embedded VOD emulator fetches inputs of the local bucket from its COS
-        with common.vod_target(args, embedded_ok=True, quiet=True, emulator_options={"input_routes": routes}) as updates:
+        with common.vod_target(args, embedded_ok=True, quiet=True, emulator_options={"input_routes": routes},
+                               on_emulator=emulators.append) as updates:
             local_cos, state_dir = None, ""
             if follow_up_wanted(args) and args.watch is not None:
                 local_cos, follow, state_dir = local_follow_up(args, updates)
@@ -987,6 +1038,25 @@ def run(args: Any) -> int:
                              "first); a deleted one cos:ObjectRemove:Delete")
             if follow_up_wanted(args):
                 service.sweep_every(args.sweep_every)
+            if console is not None:
+                from .console import emulator_progress
+
+                if args.watch is not None:
+                    from .console import write_sidecar
+
+                    console.folder = os.path.realpath(args.watch)
+                    console.prefix, console.suffix = prefix, suffix
+                    console.metadata = write_sidecar  # an upload's x-cos-meta-* headers, for the upload rules
+                if local_cos is not None:  # the tasks of an earlier run, from their receipts
+                    from .taskboard import load_receipts
+
+                    console.board.seed(load_receipts(state_dir, settings.state_prefix))
+                console.video_suffixes = settings.video_suffixes
+                console.progress = emulator_progress(emulators[0]) if emulators else None
+                # the webhook inbox's deliveries, when serve runs one (redraw.tools.inbox: service.inbox)
+                console.deliveries = getattr(getattr(service, "inbox", None), "deliveries", None)
+                lines.append(f"console: {console.url}/ -- upload a video, the tasks live, before and after, the "
+                             "function's lines (--console-port; --no-console: off)")
             if local_cos is not None:
                 folder = os.path.realpath(args.watch)
                 lines.append(f"follow-up on: a local COS at {local_cos.url} serves the folder as bucket "
