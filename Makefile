@@ -37,9 +37,13 @@ console: $(STAMP)
 	mkdir -p $(CONSOLE_DIR)/uploads
 	$(PY) -m redraw.tools serve --watch $(CONSOLE_DIR) --follow-up $(CONSOLE_ARGS)
 
-## Run the test suite (what CI runs). -rs: a skipped test says why (the browser tests, without Chromium: how to install it).
+## Run the test suite (what CI runs), on TEST_WORKERS parallel workers (pytest-xdist): most of its time is
+## waiting (servers, subprocesses, timers), not CPU. Tests go to the workers one at a time, the slow ones
+## first (tests/conftest.py). TEST_WORKERS=0 runs it in this one process. -rs: a skipped test says why (the
+## browser tests, without Chromium: how to install it).
+TEST_WORKERS ?= 6
 test: $(STAMP)
-	$(PY) -m pytest -q -rs
+	$(PY) -m pytest -q -rs -n $(TEST_WORKERS) --dist load --maxschedchunk 1
 
 ## The documentation site (mkdocs.yml, docs/) on http://127.0.0.1:8000 with search, reloading on changes.
 ## DOCS_ARGS="-a 127.0.0.1:8001" for another port; the suite builds it with --strict (tests/test_docs.py).

@@ -64,11 +64,11 @@ from redraw.tools.samples import cos_event  # noqa: E402
 
 MODES: Dict[str, Dict[str, Any]] = {
     "full": dict(cold_runs=7, warmup_round=True, warm_iters=200, warm_warmup=30, conn_calls=20,
-                 burst_records=100, naive_records=100, scf310=True),
+                 burst_records=100, learn_records=50, naive_records=100, scf310=True),
     "quick": dict(cold_runs=3, warmup_round=True, warm_iters=100, warm_warmup=20, conn_calls=20,
-                  burst_records=100, naive_records=30, scf310=True),
+                  burst_records=100, learn_records=50, naive_records=30, scf310=True),
     "smoke": dict(cold_runs=1, warmup_round=False, warm_iters=20, warm_warmup=5, conn_calls=5,
-                  burst_records=30, naive_records=5, scf310=False),
+                  burst_records=12, learn_records=12, naive_records=5, scf310=False),
 }
 CONTEXT = {"request_id": "bench", "function_name": "redraw-bench", "function_version": "$LATEST",
            "namespace": "default", "memory_limit_in_mb": 64, "time_limit_in_ms": 60000}
@@ -418,7 +418,7 @@ def _summarise_records(lines: List[dict], message: str) -> dict:
 
 def burst(cfg: dict, warm: bool) -> dict:
     """One n-record event; ``warm``: into a container whose pacer has learned the rate (an earlier
-    event of 50 records, then a pause), else into a new container (adaptive pacing's slow start)."""
+    event of ``learn_records`` records, then a pause), else into a new container (adaptive pacing's slow start)."""
     import handler
     from redraw.errors import RetryableFailuresError
 
@@ -428,7 +428,8 @@ def burst(cfg: dict, warm: bool) -> dict:
         S.reset_container()
         if warm:
             with S.quiet_stdout():
-                handler.main_handler(cos_event([f"uploads/warm/clip-{i:03d}.mp4" for i in range(50)]), CONTEXT)
+                handler.main_handler(cos_event([f"uploads/warm/clip-{i:03d}.mp4"
+                                                for i in range(cfg["learn_records"])]), CONTEXT)
             time.sleep(1.5)  # the account's last second is free again
             emu.rate_limit_hits = 0
         tasks_before = emu.task_count
@@ -591,7 +592,8 @@ def build_report(mode: str, cfg: dict, variants: List[Variant], warm: Optional[d
             "bare client is CommonClient with keepAlive=True. Log lines are formatted and written to /dev/null.",
             f"- Burst: emulator latency {BURST_LATENCY} s and {BURST_RPS} requests/s; the function with its "
             "default configuration (VOD_MAX_RPS=20, VOD_MAX_CONCURRENCY=10), context time limit 60 s; the "
-            "warm container handled a 50-record event 1.5 s before (its pacer's learned rate), the new one none.",
+            f"warm container handled a {cfg['learn_records']}-record event 1.5 s before (its pacer's learned rate), "
+            "the new one none.",
         ]
     return "\n".join(header) + "\n" + table + "\n" + "\n".join(notes) + "\n", table, fails
 
@@ -607,6 +609,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--cold-only", action="store_true", help="only the cold-start variants (writes no file "
                                                                  "unless --output is given)")
+    parser.add_argument("--no-cold", action="store_true", help="all but the cold-start variants (writes no file "
+                                                               "unless --output is given)")
     args = parser.parse_args(argv)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     cfg = dict(MODES[mode])
@@ -615,7 +619,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     try:
-        variants = cold_start(cfg, mode)
+        variants = [] if args.no_cold else cold_start(cfg, mode)
         if args.cold_only:
             report, _table, fails = build_report(mode, cfg, variants, None, None, None, None)
             print(report)
@@ -646,7 +650,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     finally:
         S.reset_container()
     report, table, fails = build_report(mode, cfg, variants, warm, conn, bur, naive, soak)
-    output = args.output or (None if mode == "smoke" else BENCH / "results.md")
+    output = args.output or (None if mode == "smoke" or args.no_cold else BENCH / "results.md")
     return S.finish_report(report, str(output) if output else None, log, mode, started, fails, args.strict)
 
 

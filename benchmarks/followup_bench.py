@@ -77,7 +77,7 @@ from redraw.tools.samples import cos_event  # noqa: E402
 MODES: Dict[str, Dict[str, Any]] = {
     "full": dict(cold_runs=30, warmup_round=True, explain_runs=7, tasks=1000, warm_round=True, profile=True,
                  delivery_mib=300, delivery_pairs=5),
-    "smoke": dict(cold_runs=1, warmup_round=False, explain_runs=1, tasks=30, warm_round=False, profile=True,
+    "smoke": dict(cold_runs=1, warmup_round=False, explain_runs=1, tasks=12, warm_round=False, profile=True,
                   delivery_mib=20, delivery_pairs=1),
 }
 BEFORE_COMMIT = "e6c761f"      # the last commit before the follow-up (7bda12a added it)

@@ -2,12 +2,14 @@
 and ``invoke`` which runs ``main_handler`` and returns the result with the parsed log lines."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Iterator, List, Optional
 
 import pytest
 from hypothesis import settings as hypothesis_settings
@@ -31,6 +33,45 @@ SECRET_CANARY = "CANARY-secret-key-9f8e7d6c5b4a"
 TOKEN_CANARY = "CANARY-session-token-1a2b3c4d5e6f"
 BUCKET = "media-1250000000"
 STATE = "redraw-state-1250000000"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes seconds (subprocesses, real time): run first, so that "
+                                       "`make test`'s workers start the long tests at once")
+    config.addinivalue_line("markers", "last: reuses what a slow test builds (run_wide): run after the rest")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slow tests first (in their order), then the rest, then the ``last``: with ``make test``'s parallel
+    workers the suite lasts at least as long as its longest test, so that one must not start last."""
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("slow"):
+            return 0
+        return 2 if item.get_closest_marker("last") else 1
+    items.sort(key=rank)
+
+
+def in_background() -> None:
+    """``preexec_fn`` for a CPU-heavy subprocess (a benchmark smoke, a package build): a lower priority
+    (nice 10), so that the tests beside it that count milliseconds (pacing, budgets) keep theirs."""
+    os.nice(10)
+
+
+@contextlib.contextmanager
+def run_wide(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Path]:
+    """A folder of this test run that every xdist worker shares, held under an exclusive lock: what one
+    worker builds there (once) the others wait for and reuse."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # each worker's basetemp is a folder of the run's
+    folder = base / name
+    folder.mkdir(exist_ok=True)
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield folder
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(autouse=True)
@@ -64,6 +105,13 @@ def env(emulator, monkeypatch):
     yield monkeypatch
     app.reset()
     pacing.reset_limiters()
+
+
+def end_tasks(emulator: VodEmulator) -> None:
+    """Every task the VOD emulator holds has run its course now (its start moved back by its duration:
+    nothing waits for the clock)."""
+    for task_id, task in emulator.tasks.items():
+        emulator.age_task(task_id, task.get("duration") or emulator.task_duration)
 
 
 class FakeClock:
@@ -161,7 +209,7 @@ def follow(env, cos, emulator):
     env.setenv("TENCENTCLOUD_REGION", "ap-guangzhou")
     env.setenv("REDRAW_COS_ENDPOINT", cos.url)
     env.setenv("REDRAW_POLL_MAX_INTERVAL_S", "0")
-    emulator.task_duration = 0.2
+    emulator.task_duration = 60  # running until the test ends them (test_followup.wait_ended)
     return env
 
 

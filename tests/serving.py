@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -54,11 +55,20 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "c
         time.sleep(0.02)
 
 
-class Served:
-    """``python -m redraw.tools serve --port 0 ARGS`` in ``cwd`` with ``env``."""
+def free_port() -> int:
+    """A loopback port nothing listens on now (for a server whose port must be known before its banner)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
-    def __init__(self, *args: str, env: Optional[Dict[str, str]] = None, cwd: Path = ROOT) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "redraw.tools", "serve", "--port", "0", *args],
+
+class Served:
+    """``python -m redraw.tools serve --port PORT ARGS`` in ``cwd`` with ``env``; returns once the server has
+    said where it listens (``banner=False``: at once, ``port`` given)."""
+
+    def __init__(self, *args: str, env: Optional[Dict[str, str]] = None, cwd: Path = ROOT, port: int = 0,
+                 banner: bool = True) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "redraw.tools", "serve", "--port", str(port), *args],
                                         cwd=cwd, env=env or clean_env(), stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace")
         self.out: List[str] = []
@@ -66,6 +76,9 @@ class Served:
         self._lock = threading.Lock()
         for stream, sink in ((self.process.stdout, self.out), (self.process.stderr, self.err)):
             threading.Thread(target=self._pump, args=(stream, sink), daemon=True).start()
+        if not banner:
+            self.port, self.url = port, f"http://127.0.0.1:{port}"
+            return
         try:
             banner = wait_for(lambda: self._banner(), START_TIMEOUT, "the server's first line")
         except AssertionError:

@@ -10,13 +10,12 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import List, Tuple
 
 import pytest
 
-from conftest import EVENTS, ROOT, SUB_APP_ID
+from conftest import EVENTS, ROOT, SUB_APP_ID, end_tasks
 from redraw import sources as events
 from redraw.sources.cos import parse_record
 from redraw.tools import cli, manifest
@@ -395,9 +394,8 @@ def test_status_wait_on_an_aborted_task_exits_1(env, emulator, capsys):
 
 
 def test_status_of_a_failed_redraw_exits_1(env, emulator, capsys):
-    emulator.task_duration = 0.1
     task_id = create_task(f"{BASE_URL}/fail-me.mp4")
-    time.sleep(0.3)
+    end_tasks(emulator)
     code, out, _ = run(capsys, "status", task_id, "--json")
     summary = json.loads(out)
     assert summary["Status"] == "FINISH" and summary["ErrCode"] == 70000 and code == 1

@@ -8,8 +8,9 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 
-from conftest import BUCKET, STATE, SUB_APP_ID
+from conftest import BUCKET, STATE, SUB_APP_ID, end_tasks
 from redraw.tools import samples
 
 TIMER = {"Type": "Timer", "TriggerName": "redraw-sweep", "Time": "2026-12-05T08:00:00Z", "Message": "sweep"}
@@ -25,8 +26,9 @@ def upload(invoke, key="uploads/2026/clip.mp4"):
     return out
 
 
-def wait_ended(emulator, seconds=0.3):
-    time.sleep(seconds)
+def wait_ended(emulator):
+    """The tasks VOD runs have ended (conftest.end_tasks: nothing waits)."""
+    end_tasks(emulator)
 
 
 def finisher_gone(cos, task_id):
@@ -94,6 +96,7 @@ def test_a_failed_redraw_ends_failed_with_its_error(invoke, follow, cos, emulato
     assert receipt["state"] == "failed" and receipt["error_code"] == line["error_code"]
 
 
+@pytest.mark.slow
 def test_overlapping_sweeps_log_each_task_once(invoke, follow, cos, emulator, capsys):
     from handler import main_handler
 
@@ -282,6 +285,7 @@ def test_a_tidy_cut_short_is_finished_by_the_next_sweep(invoke, follow, cos, emu
     assert cos.keys(STATE, "redraw/pending/") == [] and cos.keys(STATE, "redraw/claims/") == []
 
 
+@pytest.mark.slow
 def test_the_done_record_and_its_line_are_never_left_to_the_time_limit(invoke, follow, cos, emulator, env):
     """SCF ends an invocation at its time limit. A sweep whose delivery ends too close to it writes no done
     record (a kill between that record and the line would lose the line): the next sweep finishes the

@@ -15,7 +15,8 @@ from media import assert_redrawn, ffmpeg_or_skip
 from redraw.tools.emulator import sample_mp4
 from serving import Served, clean_env, wait_for
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="--watch needs Linux (inotify)")
+pytestmark = [pytest.mark.skipif(not sys.platform.startswith("linux"), reason="--watch needs Linux (inotify)"),
+              pytest.mark.slow]  # subprocesses: scheduled first (conftest)
 
 
 def test_make_loop_closes_the_loop_and_says_each_step(tmp_path):

@@ -15,7 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, in_background, run_wide
+
+# The first test builds the zip (scheduled first, conftest); the others reuse it, scheduled last, so that no
+# worker of `make test` waits for the build.
+pytestmark = pytest.mark.last
 
 #: Top-level names that belong to the tools or the tests, never to the function.
 TOOL_DEPENDENCIES = ("rich", "tqdm", "yaml", "pytest", "hypothesis", "_pytest", "mypy", "ruff", "watchdog",
@@ -24,14 +28,19 @@ TOOL_DEPENDENCIES = ("rich", "tqdm", "yaml", "pytest", "hypothesis", "_pytest", 
 
 @pytest.fixture(scope="module")
 def package(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("pkg") / "redraw-scf-test.zip"
-    done = subprocess.run([sys.executable, "scripts/package.py", "--target", "local", "--output", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "verify: OK" in done.stderr  # each sample event was handled from the unzipped tree
+    """Built once per test run (the workers of ``make test`` share it: package.py stages in build/)."""
+    with run_wide(tmp_path_factory, "package") as folder:
+        out = folder / "redraw-scf-test.zip"
+        if not out.exists():
+            done = subprocess.run([sys.executable, "scripts/package.py", "--target", "local", "--output", str(out)],
+                                  cwd=ROOT, capture_output=True, text=True, timeout=600,
+                                  preexec_fn=in_background)
+            assert done.returncode == 0, done.stderr[-3000:]
+            assert "verify: OK" in done.stderr  # each sample event was handled from the unzipped tree
     return out
 
 
+@pytest.mark.slow
 def test_the_zip_holds_no_tool_module_or_tool_dependency(package):
     names = zipfile.ZipFile(package).namelist()
     assert "handler.py" in names and "redraw/app.py" in names

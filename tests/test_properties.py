@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -141,6 +143,7 @@ def test_any_event_returns_or_raises_only_package_errors_and_sends_only_valid_re
             assert call["outcome"] == "ok", call["outcome"]
 
 
+@pytest.mark.slow
 @FIXTURES_OK
 @given(event=any_event)
 def test_no_secret_canary_ever_appears(invoke, env, event):

@@ -3,7 +3,6 @@ small here so the test runs in a blink), and a multipart output is delivered by 
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -12,7 +11,7 @@ from redraw.config import load_settings
 from redraw.followup import delivery
 from redraw.retries import Deadline
 from redraw.tools import samples
-from conftest import BUCKET, STATE
+from conftest import BUCKET, STATE, end_tasks
 from test_followup import sweep
 
 PART = 64 * 1024
@@ -74,7 +73,7 @@ def test_the_sweep_delivers_a_multipart_output_beside_the_upload(invoke, store, 
     emulator.output_bytes = 2 * PART + 1000
     out = invoke(samples.cos_event(["uploads/big.mp4"], bucket=BUCKET))
     assert out.result["results"][0]["recorded"] is True
-    time.sleep(0.3)
+    end_tasks(emulator)
     done = sweep(invoke)
     [line] = done.lines("task.finished")
     assert line["outcome"] == "succeeded" and line["delivered_to"] == f"cos://{BUCKET}/redrawn/uploads/big.mp4"

@@ -16,7 +16,7 @@ from tencentcloud.common.credential import Credential
 from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 
-from conftest import BUCKET, STATE
+from conftest import BUCKET, STATE, end_tasks
 from media import assert_browser_playable, assert_redrawn, ffmpeg_or_skip, make_clip
 from redraw.tools import samples
 from redraw.tools.emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, VodEmulator, sample_mp4
@@ -274,6 +274,7 @@ def test_stopping_removes_the_made_outputs(cos, clip):
 
 def _sweep_until_finished(invoke, emulator, task_id):
     emulator.tasks[task_id]["work"].wait(30)
+    end_tasks(emulator)  # the follow fixture's tasks run until ended
     until = time.monotonic() + 30
     while time.monotonic() < until:
         out = invoke(dict(TIMER), {"request_id": "sweep-1", "time_limit_in_ms": 20000})

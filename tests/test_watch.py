@@ -15,7 +15,7 @@ import yaml
 from conftest import ROOT
 from redraw.sources.cos import parse_record
 from redraw.tools import watch
-from serving import Served, emulator_without_limit, function_env, wait_for
+from serving import START_TIMEOUT, Served, emulator_without_limit, free_port, function_env, wait_for
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="--watch needs Linux (inotify)")
 
@@ -39,7 +39,8 @@ def bucket(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def watched(vod, bucket):
     # the prefix comes from serverless.yml (cwd is the checkout); --suffix narrows it to .mp4 here
-    with Served("--endpoint", vod.url, "--no-reload", "--watch", str(bucket), "--suffix", ".mp4",
+    # two warm instances (not 4): each worker of `make test` that runs these tests starts its own server
+    with Served("--endpoint", vod.url, "--no-reload", "--instances", "2", "--watch", str(bucket), "--suffix", ".mp4",
                 env=function_env()) as running:
         wait_for(lambda: any("prefix 'uploads/' suffix '.mp4'" in line for line in running.errors()))
         yield running
@@ -67,7 +68,26 @@ def test_a_written_file_fires_one_upload_event(watched, bucket, vod):
     assert line["url"] == "http://media-1250000000.cos.ap-guangzhou.myqcloud.com/uploads/" + quote("My Clip 夏.mp4")
     settle(watched, bucket, "once")
     assert len(watched.records("uploads/My Clip 夏.mp4")) == 1
-    assert any("cos:ObjectCreated:Put uploads/My Clip 夏.mp4: submitted" in line for line in watched.errors())
+    assert wait_for(lambda: any("cos:ObjectCreated:Put uploads/My Clip 夏.mp4: submitted" in line
+                                for line in watched.errors()))  # said once the invocation has returned
+
+
+def test_a_file_closed_right_after_the_first_answer_fires(vod, tmp_path):
+    """The port answers only once the folder is watched: a file closed as soon as the first request is
+    answered (the banner not awaited) fires its event."""
+    bucket = tmp_path / "bucket"
+    (bucket / "uploads").mkdir(parents=True)
+    with Served("--endpoint", vod.url, "--watch", str(bucket), "--suffix", ".mp4", env=function_env(),
+                port=free_port(), banner=False) as server:
+        def answered() -> bool:
+            assert server.process.poll() is None, "\n".join(server.errors())
+            try:
+                return server.request("GET", "/tasks/none", timeout=5)[0] > 0
+            except OSError:  # not listening yet
+                return False
+        wait_for(answered, START_TIMEOUT, "the first answer")
+        (bucket / "uploads" / "first.mp4").write_bytes(b"\x00" * 1024)
+        one_record(server, "uploads/first.mp4")
 
 
 def test_a_file_written_slowly_fires_once_after_it_is_closed(watched, bucket):

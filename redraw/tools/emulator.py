@@ -388,13 +388,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def _dispatch(self) -> None:
+        arrived = time.monotonic(), time.time()  # before the body and the checks: the rate limit counts arrivals
         body = self._read_body()
         if body is None:
             self.close_connection = True
             self._send(413, b"request body too large or unreadable\n", "text/plain")
             return
         emulator = self.server.emulator  # type: ignore[attr-defined]
-        reply = emulator._handle(self.command, self.path, self.headers, body)
+        reply = emulator._handle(self.command, self.path, self.headers, body, arrived)
         if reply.delay > 0:
             time.sleep(reply.delay)
         if reply.drop:
@@ -748,21 +749,23 @@ class VodEmulator(Served):
             self._connections += 1
 
     # --------------------------------------------------------- request handling
-    def _handle(self, method: str, path: str, headers, body: bytes) -> _Reply:
+    def _handle(self, method: str, path: str, headers, body: bytes, arrived: tuple | None = None) -> _Reply:
+        """``arrived``: (monotonic, wall) time the request came in (default: now)."""
+        arrived = arrived or (time.monotonic(), time.time())
         request_id = str(uuid.uuid4())
         action = headers.get("X-TC-Action") or ""
         try:
             params = json.loads(body.decode("utf-8")) if body else None
         except (UnicodeDecodeError, ValueError):
             params = None
-        record = {"action": action, "params": params, "outcome": None, "time": time.time(),
+        record = {"action": action, "params": params, "outcome": None, "time": arrived[1],
                   "request_id": request_id, "fault": None, "task_id": None}
         with self._lock:
             self._calls.append(record)
 
         delay = 0.0
         try:
-            fault = self._process_prelude(method, path, headers, body, action)
+            fault = self._process_prelude(method, path, headers, body, action, arrived[0])
             if fault is not None:
                 record["fault"] = fault
                 if fault.startswith("slow:"):
@@ -799,7 +802,7 @@ class VodEmulator(Served):
         payload = json.dumps({"Response": result}, ensure_ascii=False).encode("utf-8")
         return _Reply(body=payload, delay=self.latency + delay)
 
-    def _process_prelude(self, method, path, headers, body, action) -> str | None:
+    def _process_prelude(self, method, path, headers, body, action, arrived: float) -> str | None:
         """Protocol, signature, action and rate-limit checks; returns the fault to apply, if any."""
         if method != "POST":
             raise ApiError("UnsupportedProtocol", "The emulator only supports POST requests with a JSON body.")
@@ -820,7 +823,7 @@ class VodEmulator(Served):
             limit = self.rps if create else self.describe_rps
             window = self._window if create else self._describe_window
             if limit:
-                now = time.monotonic()
+                now = max(arrived, window[-1]) if window else arrived  # the window stays in order
                 while window and now - window[0] >= 1.0:
                     window.popleft()
                 if len(window) >= limit:

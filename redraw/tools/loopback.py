@@ -103,7 +103,8 @@ class Served:
         shown = f"[{self.host}]" if family == socket.AF_INET6 else self.host
         self.endpoint = f"{shown}:{self.port}"
         self.url = f"http://{self.endpoint}"
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+        # stop() waits for the loop to look at its flag: every 10 ms (tests start and stop hundreds)
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01},
                                         name=self.thread_name, daemon=True)
         self._thread.start()
         return self

@@ -483,9 +483,17 @@ def _worker_main(answer_fd: int) -> int:
 # --- the HTTP server --------------------------------------------------------------------------
 
 class _Server(LoopbackServer):
+    """Bound when made (a port in use fails at once); listening only from ``listen()``."""
+
     def __init__(self, address: Tuple[str, int], family: int, app: "Service") -> None:
         self.app = app
         super().__init__(address, _Handler, family)
+
+    def server_activate(self) -> None:  # called by __init__: not yet
+        pass
+
+    def listen(self) -> None:
+        LoopbackServer.server_activate(self)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -634,7 +642,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 # --- the service: server + pool + reloader + folder --------------------------------------------
 
 class Service:
-    """What ``redraw serve`` runs; ``start`` returns once the instances are warm and the port listens."""
+    """What ``redraw serve`` runs: ``bind`` the port, ``start`` the warm instances, then (the watchers
+    ready) ``open`` the port: nothing is answered before everything behind it is ready."""
 
     def __init__(self, *, host: str, port: int, instances: int, time_limit_ms: int, env: Dict[str, str],
                  region: str, quiet: bool = False) -> None:
@@ -649,7 +658,7 @@ class Service:
         self.inbox: Any = None  # the webhook inbox (redraw.tools.inbox) with the local follow-up
 
     def bind(self) -> None:
-        """Listen (OSError when the port is taken): before the instances start, so that fails fast."""
+        """Take the port (OSError when it is taken): before the instances start, so that fails fast."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         self.server = _Server((self.host, self.port), family, self)
         self.port = self.server.server_address[1]
@@ -668,14 +677,17 @@ class Service:
     def start(self) -> float:
         if self.server is None:
             self.bind()
-        warm_s = self.pool.start()
+        return self.pool.start()
+
+    def open(self) -> None:
+        """Listen and answer."""
         assert self.server is not None
+        self.server.listen()
         thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
                                   name="serve-http", daemon=True)
         thread.start()
         self._serving = True
         self._threads.append(thread)
-        return warm_s
 
     # asynchronous events (a COS trigger): handled by the same instances, each result on stderr
     def invoke_async(self, event: dict, label: str) -> None:
@@ -1076,6 +1088,7 @@ def run(args: Any) -> int:
                              "name a receiver on this machine")
             elif local_cos is not None:
                 lines.append("webhooks off: install requirements-dev.txt (standardwebhooks) for the local inbox")
+            service.open()  # the watchers and the follow-up's COS are ready: requests may come
             # everything is ready when the first line appears: it says where, and how to try it
             _say(f"serving the function on {service.url} -- try: {curl_example(service.url)}")
             where = (f"an in-process VOD emulator at {updates['VOD_ENDPOINT']} (nothing reaches Tencent Cloud)"
