@@ -123,7 +123,7 @@ def test_webhook_soak_smoke_run():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VOD_", "REDRAW_", "TENCENTCLOUD_"))}
     env["PYTHONPATH"] = str(ROOT)
     out = subprocess.run([sys.executable, "benchmarks/webhook_soak.py", "--smoke"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=120, preexec_fn=in_background)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     rows = {cells[1]: cells[2:] for cells in ([c.strip() for c in line.split("|")]
                                               for line in out.stdout.splitlines() if line.startswith("| "))}
