@@ -95,6 +95,7 @@ PART_SIZE = 8 * 1024 * 1024    # redraw.cosclient.PART_SIZE; the bare copy uses 
 #: --what-if: the sweep as it is, then with changes to its COS work applied cumulatively (_fnproc.WHAT_IFS).
 WHAT_IF_SETS: Tuple[Tuple[str, ...], ...] = ((), ("no-done-get",), ("no-done-get", "optimistic-claim"),
                                               ("no-done-get", "optimistic-claim", "no-trust-env"))
+WEBHOOK_SECRET = "whsec_" + "QmVuY2htYXJrIHNlY3JldCBmb3IgcmVkcmF3IGhvb2tzIQ=="
 #: ten upload rules (docs/rules.md), the cold start's key (uploads/cold/...) matched by the most specific one
 TEN_RULES = json.dumps([{"name": f"team-{i}", "prefix": f"uploads/team-{i}/", "Style": f"style-{i}",
                          "TasksPriority": i - 5} for i in range(8)] +
@@ -102,6 +103,7 @@ TEN_RULES = json.dumps([{"name": f"team-{i}", "prefix": f"uploads/team-{i}/", "S
                          "ExpireTime": "P30D"},
                         {"name": "drafts", "prefix": "uploads/drafts/", "skip": True}])
 TARGETS = dict(rules_vs_today=1.03, off_vs_today=1.03, today_vs_before=1.03,  # rules: docs/rules.md
+               hooks_vs_on=1.03, hooks_sweep_cpu=1.10,  # webhooks: docs/webhooks.md
                on_vs_plain=1.0, on_rss_mb=45.0, sweep_rate=0.9 * DESCRIBE_LIMIT,
                delivery_rss_mb=64.0, delivery_ratio=0.8)
 
@@ -225,6 +227,12 @@ def function_env(vod_url: str, cos_url: str, pythonpath: str, follow: bool, **ex
     return env
 
 
+def webhook_env(url: str, allow_private: bool = False) -> Dict[str, str]:
+    """The webhook variables: one endpoint, a fixed secret (32 bytes)."""
+    return {"REDRAW_WEBHOOK_URL": url, "REDRAW_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "REDRAW_WEBHOOK_ALLOW_PRIVATE": "true" if allow_private else "false"}
+
+
 # --- 1. upload-path cold start -------------------------------------------------------------------
 
 @dataclass
@@ -251,6 +259,8 @@ def cold_variants(trees: Trees) -> List[Cold]:
     out += [Cold("today", "today's package, follow-up off", trees.today, "handler", False),
             Cold("off", "package + COS SDK, follow-up off", trees.cos, "handler", False),
             Cold("on", "package + COS SDK, follow-up on", trees.cos, "handler", True),
+            Cold("hooks", "package + COS SDK, follow-up on, webhooks configured", trees.cos, "handler", True,
+                 env=webhook_env("https://hooks.example.com/redraw?token=bench")),
             Cold("rules", "today's package, ten upload rules (REDRAW_RULES)", trees.today, "handler", False,
                  env={"REDRAW_RULES": TEN_RULES}),
             Cold("plain", "plain naive, bytecode", trees.plain, "naive_plain_handler", False, project=False)]
@@ -614,6 +624,7 @@ def sweep_bench(cfg: dict, trees: Trees, tmp: Path) -> dict:
             fn.close()
         finally:
             fn.kill()
+        out["hooks"] = sweep_hooks(trees, vod, cos, cos_root, env, n, tmp)
         if cfg["profile"]:
             log(f"sweep: {n} more, every call timed (profile)")
             fn = Function(trees.cos, env, tmp / "sweep-profile.log", profile=True)
@@ -638,6 +649,33 @@ def sweep_bench(cfg: dict, trees: Trees, tmp: Path) -> dict:
     finally:
         vod.stop(), cos.stop()
     return out
+
+
+def sweep_hooks(trees: Trees, vod: Host, cos: Host, cos_root: Path, env: Dict[str, str], n: int,
+                tmp: Path) -> dict:
+    """The same sweep in a new container without and with webhooks (a local receiver that verifies each
+    message, in this process), three times each, alternated (off/on, on/off, off/on): the function's CPU
+    per task."""
+    from redraw.tools.inbox import WebhookInbox
+
+    rounds: Dict[str, List[dict]] = {"off": [], "on": []}
+    with WebhookInbox(WEBHOOK_SECRET, quiet=True) as inbox:
+        hooked = {**env, **webhook_env(inbox.url + "/hook", allow_private=True)}
+        for i in range(3):
+            pair = (("off", env), ("on", hooked))
+            for key, variant in (pair if i % 2 == 0 else pair[::-1]):
+                log(f"sweep: {n} ended tasks, a new container, webhooks {key} ({i + 1}/3)")
+                fn = Function(trees.cos, variant, tmp / f"sweep-hooks-{key}-{i}.log")
+                try:
+                    rounds[key].append(sweep_round(fn, vod, cos, cos_root, variant, n, f"hooks-{key}-{i}",
+                                                   tmp / f"sweep-hooks-{key}-{i}.json"))
+                    fn.close()
+                finally:
+                    fn.kill()
+        told = {d["task_id"] for d in inbox.deliveries() if d["verified"]}
+    if len(told) != 3 * n:
+        raise BenchError(f"sweep with webhooks: {len(told)} of {3 * n} tasks told")
+    return rounds
 
 
 # --- 3. delivery ---------------------------------------------------------------------------------
@@ -790,6 +828,7 @@ def cold_section(variants: List[Cold], explain: Optional[dict], cfg: dict, trees
           TARGETS["today_vs_before"])
     ratio("on", "plain", "follow-up on / plain naive with bytecode", TARGETS["on_vs_plain"])
     ratio("on", "off", "follow-up on / off (same tree)", None)
+    ratio("hooks", "on", "webhooks configured / follow-up on (same tree)", TARGETS["hooks_vs_on"])
     if "on" in by:
         rss = S.median(by["on"].rss)
         others = ", ".join(f"{k}: {S.median(by[k].rss):.1f} MB" for k in ("off", "today") if k in by)
@@ -856,6 +895,18 @@ def sweep_section(sw: dict) -> Tuple[List[str], Table, Optional[str], Optional[s
         t.row("  the function's CPU per task → its ceiling on one core (one process: one GIL)",
               f"{per_task * 1e3:.1f} ms → {1 / per_task:.0f} tasks/s (the process was busy "
               f"{r['cpu_function'] / r['sweep_s'] * 100:.0f} % of the sweep time)")
+    hooks = sw.get("hooks")
+    if hooks:
+        cpu = {k: [r["cpu_function"] / r["tasks"] for r in rounds] for k, rounds in hooks.items()}
+        cos_per = {k: S.median([r["cos_requests"] / r["tasks"] for r in rounds]) for k, rounds in hooks.items()}
+        growth = S.median(cpu["on"]) / S.median(cpu["off"])
+        t.row("sweep, a new container, webhooks off / on: the function's CPU per task",
+              f"{' / '.join(f'{x * 1e3:.1f}' for x in cpu['off'])} ms / "
+              f"{' / '.join(f'{x * 1e3:.1f}' for x in cpu['on'])} ms → ×{growth:.3f} (medians)",
+              f"≤ ×{TARGETS['hooks_sweep_cpu']:.2f}", growth <= TARGETS["hooks_sweep_cpu"])
+        t.row("  COS requests per task, webhooks off / on", f"{cos_per['off']:.1f} / {cos_per['on']:.1f}")
+        t.row("  tasks finished per second, webhooks off / on",
+              f"{S.median([r['rate'] for r in hooks['off']]):.1f} / {S.median([r['rate'] for r in hooks['on']]):.1f}")
     profile_table = None
     p = sw.get("profile")
     if p and p.get("profile"):

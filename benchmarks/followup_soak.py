@@ -292,7 +292,7 @@ class Soak:
             base.pop("_TIMEOUT_MS")
             base.update(REDRAW_FOLLOW_UP="true", REDRAW_STATE_BUCKET=BUCKET, REDRAW_STATE_PREFIX=STATE,
                         REDRAW_DELIVER_PREFIX=DELIVER, REDRAW_COS_ENDPOINT=cos.url, REDRAW_POLL_MAX_INTERVAL_S="0",
-                        VOD_HTTP_TIMEOUT=str(a.http_timeout))
+                        VOD_HTTP_TIMEOUT=str(a.http_timeout), **self.extra_env())
             self.env = S.function_env(vod.url, **base)
             self.events = [cos_event(keys, bucket=BUCKET, request_id=f"fsoak-{a.seed}-{i}",
                                      event_time=1_790_000_000 + i) for i, keys in enumerate(plans)]
@@ -329,6 +329,14 @@ class Soak:
                             out.write(json.dumps(row, default=str) + "\n")
             return self.account(plans, logs, vod, cos, wall, timed_out)
 
+    def extra_env(self) -> Dict[str, str]:
+        """More function variables (a subclass's: benchmarks/webhook_soak.py)."""
+        return {}
+
+    def open_work(self) -> List[str]:
+        """What the sweeps still have to do: the run ends when it is empty."""
+        return self.cos.keys(BUCKET, STATE + "pending/")
+
     def busy(self) -> bool:
         return any(slot.busy for slot in self.slots) or self.queue.due_now() > 0
 
@@ -338,12 +346,12 @@ class Soak:
             time.sleep(0.5)
             with self.lock:
                 open_uploads = self.uploads_open
-            if open_uploads or self.cos.keys(BUCKET, STATE + "pending/"):
+            if open_uploads or self.open_work():
                 continue
             self.closing.set()  # no new sweeps; let the running ones end, then look again
             while self.busy() and time.monotonic() - started < self.args.timeout:
                 time.sleep(0.2)
-            if not self.cos.keys(BUCKET, STATE + "pending/"):
+            if not self.open_work():
                 return False
             self.closing.clear()
         return True
@@ -594,8 +602,9 @@ def render(r: Dict[str, Any]) -> str:
     return "\n".join(head) + "\n" + table + "\n"
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parser_for(description: str) -> argparse.ArgumentParser:
+    """The soak's options (benchmarks/webhook_soak.py adds its own)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--uploads", type=int, default=1000)
     parser.add_argument("--instances", type=int, default=6)
     parser.add_argument("--seed", type=int, default=16)
@@ -621,25 +630,36 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--latency", type=float, default=0.02, help="VOD's answer latency, seconds")
     parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, the COS emulator's files)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run_soak(soak: Any, args: argparse.Namespace, name: str, report: Any) -> Dict[str, Any]:
+    """Run ``soak`` (a Soak class) in a work folder of its own; print ``report(result)`` and write it to
+    ``--out`` (unless ``-``)."""
+    workdir = WORK / name / f"run-{os.getpid()}"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    try:
+        result = soak(args, workdir).run()
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    text = report(result)
+    print(text)
+    if args.out != "-":
+        Path(args.out).write_text(text)
+        print(f"[{name}] wrote {args.out}", file=sys.stderr)
+    return result
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parser_for(__doc__.split("\n\n")[0]).parse_args(argv)
     if args.smoke:
         args.uploads, args.instances, args.out = min(args.uploads, 20), 2, "-"
         args.rate, args.sweep_every, args.kill_every, args.time_limit = 20.0, 0.5, 1.0, 5.0
         args.max_kills = 2
         args.durations, args.timeout, args.http_timeout = (0.3, 1.0), 25.0, 1.5
-    workdir = WORK / "followup-soak" / f"run-{os.getpid()}"
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    try:
-        result = Soak(args, workdir).run()
-    finally:
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-    text = render(result)
-    print(text)
-    if args.out != "-":
-        Path(args.out).write_text(text)
-        print(f"[followup-soak] wrote {args.out}", file=sys.stderr)
+    result = run_soak(Soak, args, "followup-soak", render)
     found = problems(result, killed_window_ok=args.smoke)
     if result["missed_killed"]:
         print(f"[followup-soak] {len(result['missed_killed'])} task.finished lines lost: their sweep was killed "

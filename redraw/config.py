@@ -34,6 +34,8 @@ PACING_MODES = ("adaptive", "fixed")
 DEFAULT_VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".flv", ".wmv", ".webm",
                           ".ts", ".mpeg", ".mpg", ".3gp")
 _MAX_INT64 = 2**63 - 1
+#: Standard Webhooks' retry schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h.
+DEFAULT_WEBHOOK_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0)
 _BUCKET_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?-[0-9]{5,}$")
 
 
@@ -147,6 +149,36 @@ def _flag(value: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ValueError("must be true or false (1/0, yes/no, on/off)")
+
+
+def _webhook_url(value: str) -> str:
+    """An http(s) URL with a host and no credentials (whether it may be http, or private, is decided
+    with REDRAW_WEBHOOK_ALLOW_PRIVATE in ``load_settings``). Never quoted: its query may hold a token."""
+    from .webhooks.guard import url_problem
+
+    problem = url_problem(value, allow_private=True)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _webhook_secret(value: str) -> str:
+    from .webhooks.signing import secret_problem
+
+    problem = secret_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _schedule(value: str) -> Tuple[float, ...]:
+    try:
+        delays = tuple(float(item) for item in _items(value))
+    except ValueError:
+        raise ValueError("must be comma-separated seconds, e.g. 0,5,300") from None
+    if not delays or len(delays) > 50 or any(not 0 <= d <= 7 * 86400 for d in delays):
+        raise ValueError("must be 1 to 50 comma-separated delays of 0 to 604800 seconds")
+    return delays
 
 
 _INT = cs.int_schema
@@ -276,6 +308,32 @@ class Settings:
     cos_endpoint: Optional[Endpoint] = var("REDRAW_COS_ENDPOINT", "send every COS request to this http(s)://IP:port "
                                            "(a local COS endpoint), the bucket's domain as Host",
                                            _after(cs.str_schema(), _cos_endpoint), None, shown="(empty: COS)")
+    webhook_url: Optional[str] = var("REDRAW_WEBHOOK_URL", "one https endpoint told of every task's end "
+                                     "(Standard Webhooks; needs REDRAW_FOLLOW_UP and REDRAW_WEBHOOK_SECRET)",
+                                     _after(cs.str_schema(max_length=2048), _webhook_url), None,
+                                     shown="(empty: none)", secret=True)
+    webhook_allowed_hosts: Tuple[str, ...] = var(
+        "REDRAW_WEBHOOK_ALLOWED_HOSTS", "comma-separated hosts a request's own Webhook URL may name; *.suffix "
+        "allowed", _after(cs.str_schema(), lambda v: tuple(h.lower() for h in _items(v))), (),
+        shown="(empty: requests may name none)")
+    webhook_secret: Optional[str] = var("REDRAW_WEBHOOK_SECRET", "whsec_ + base64 of at least 24 random bytes: "
+                                        "the key webhooks are signed with (required with any webhook)",
+                                        _after(cs.str_schema(max_length=1024), _webhook_secret), None,
+                                        shown="(empty)", secret=True)
+    webhook_allow_private: bool = var("REDRAW_WEBHOOK_ALLOW_PRIVATE", "let webhooks go to private, loopback and "
+                                      "link-local addresses, over http too (receivers inside a VPC, local runs)",
+                                      _after(cs.str_schema(), _flag), False, shown="false")
+    webhook_schedule: Tuple[float, ...] = var(
+        "REDRAW_WEBHOOK_SCHEDULE", "seconds before each attempt of a webhook, after the one before (the "
+        "Standard Webhooks schedule); past the last, webhook.abandoned",
+        _after(cs.str_schema(), _schedule), DEFAULT_WEBHOOK_SCHEDULE,
+        shown=",".join(str(int(s)) for s in DEFAULT_WEBHOOK_SCHEDULE))
+    webhook_timeout: float = var("REDRAW_WEBHOOK_TIMEOUT", "seconds one webhook attempt may take in all "
+                                 "(connect, TLS, request, answer), 0.5 to 10", cs.float_schema(ge=0.5, le=10.0),
+                                 10.0, shown="10")
+    download_url_expires: int = var("REDRAW_DOWNLOAD_URL_EXPIRES", "lifetime in seconds of the presigned "
+                                    "download_url / DownloadUrl of a delivered output", _range(60, 7 * 24 * 3600),
+                                    3600)
     secret_id: str = var("TENCENTCLOUD_SECRETID", "credential of the function's run role", cs.str_schema(),
                          shown="(injected by SCF)")
     secret_key: str = var("TENCENTCLOUD_SECRETKEY", "credential of the function's run role", cs.str_schema(),
@@ -317,6 +375,27 @@ def _problem(name: str, error: Any) -> str:
     return f"{name} {message}"
 
 
+def _webhook_problems(settings: Settings) -> list:
+    """What the webhook variables lack together (a secret, the follow-up, a deployment URL the SSRF
+    rules allow); the URL and the secret are never quoted."""
+    if not (settings.webhook_url or settings.webhook_allowed_hosts):
+        return []
+    problems = []
+    if not settings.webhook_secret:
+        problems.append("REDRAW_WEBHOOK_SECRET is required with REDRAW_WEBHOOK_URL or REDRAW_WEBHOOK_ALLOWED_HOSTS "
+                        "(whsec_ + base64 of at least 24 random bytes)")
+    if not settings.follow_up:
+        problems.append("REDRAW_WEBHOOK_URL and REDRAW_WEBHOOK_ALLOWED_HOSTS need REDRAW_FOLLOW_UP=true "
+                        "(the sweep notices a task's end and sends its webhook)")
+    if settings.webhook_url:
+        from .webhooks.guard import url_problem
+
+        problem = url_problem(settings.webhook_url, allow_private=settings.webhook_allow_private)
+        if problem:
+            problems.append(f"REDRAW_WEBHOOK_URL {problem}")
+    return problems
+
+
 def load_settings(env: Optional[Mapping[str, str]] = None) -> Settings:
     """Validate the environment; raise one ConfigError naming every bad variable (never a value)."""
     env = os.environ if env is None else env
@@ -341,6 +420,8 @@ def load_settings(env: Optional[Mapping[str, str]] = None) -> Settings:
         if importlib.util.find_spec("qcloud_cos") is None:
             problems.append("REDRAW_FOLLOW_UP needs the COS SDK in the package: "
                             'make package PACKAGE_ARGS="--extra cos-python-sdk-v5"')
+    if settings is not None:
+        problems.extend(_webhook_problems(settings))
     if settings is not None and settings.redis_url and importlib.util.find_spec("redis") is None:
         problems.append("REDRAW_REDIS_URL needs the redis client in the package (requirements.txt)")
     if settings is not None:

@@ -199,8 +199,10 @@ def host_allowed(url: str, allowed: Tuple[str, ...]) -> bool:
     return False
 
 
-def prepare_request(data: Any, settings: Settings, derive_session: bool = False) -> Tuple[dict, str]:
-    """Validate caller fields and build VOD params; returns ``(params, session_id)``.
+def prepare_request(data: Any, settings: Settings,
+                    derive_session: bool = False) -> Tuple[dict, str, Optional[str]]:
+    """Validate caller fields and build VOD params; returns ``(params, session_id, webhook)`` (the
+    request's own ``Webhook`` URL, checked, or None: it is redraw's field, never a VOD param).
 
     Without a caller's ``SessionId``: a fresh one, or with ``derive_session`` one
     derived from the request itself (the same request sent again names the same
@@ -221,6 +223,8 @@ def prepare_request(data: Any, settings: Settings, derive_session: bool = False)
     if request.FileInfo.Url and not host_allowed(request.FileInfo.Url, settings.allowed_url_hosts):
         problems.append({"field": "FileInfo.Url",
                          "problem": "host not allowed (see REDRAW_ALLOWED_URL_HOSTS)"})
+    if request.Webhook is not None:
+        problems.extend(_webhook_problems(request.Webhook, settings))
     if problems:
         names = ", ".join(p["field"] for p in problems)
         raise InvalidRequestError(f"invalid request fields: {names}", problems)
@@ -232,7 +236,23 @@ def prepare_request(data: Any, settings: Settings, derive_session: bool = False)
             params.setdefault(name, default)
     if not params.get("SessionId"):
         params["SessionId"] = _derived_session_id(params) if derive_session else _fresh_session_id()
-    return params, params["SessionId"]
+    return params, params["SessionId"], request.Webhook
+
+
+def _webhook_problems(url: str, settings: Settings) -> List[dict]:
+    """A request's Webhook: allowed hosts only, and the SSRF rules (its host resolved); never echoed."""
+    if not settings.webhook_allowed_hosts:
+        return [{"field": "Webhook", "problem": "this deployment takes no per-request webhooks "
+                                                "(REDRAW_WEBHOOK_ALLOWED_HOSTS is empty)"}]
+    if not host_allowed(url, settings.webhook_allowed_hosts):
+        return [{"field": "Webhook", "problem": "host not allowed (see REDRAW_WEBHOOK_ALLOWED_HOSTS)"}]
+    from .webhooks.guard import Refused, resolve  # only when a request names a webhook
+
+    try:
+        resolve(url, settings.webhook_allow_private)
+    except Refused as exc:
+        return [{"field": "Webhook", "problem": exc.message}]
+    return []
 
 
 def _fresh_session_id() -> str:

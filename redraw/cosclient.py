@@ -241,6 +241,14 @@ class CosStore:
                 return
             marker = page.get("NextMarker") or contents[-1].get("Key") or ""
 
+    def presign(self, bucket: str, region: str, key: str, expires: int) -> str:
+        """A GET URL of the object, signed here (no request): https on COS, the local endpoint's
+        scheme with ``REDRAW_COS_ENDPOINT``; it carries the run role's token when there is one."""
+        token = self._settings.session_token
+        return str(self._client(region).get_presigned_url(
+            Bucket=bucket, Key=key, Method="GET", Expired=int(expires),
+            Params={"x-cos-security-token": token} if token else {}))
+
     def upload_stream(self, bucket: str, region: str, key: str, parts: Iterable[bytes], deadline: Deadline, *,
                       content_type: str, metadata: Dict[str, str], create_only: bool = False) -> bool:
         """Write the object from ``parts`` (each PART_SIZE but the last, which may be shorter; one part in

@@ -109,10 +109,12 @@ class RedrawRequest(BaseModel):
     SessionContext: Optional[str] = Field(None, max_length=1000)
     TasksPriority: Optional[int] = Field(None, ge=-10, le=10)
     ExtInfo: Optional[str] = None
+    #: redraw's own field, never sent to VOD: a URL told of this task's end (docs/webhooks.md)
+    Webhook: Optional[str] = Field(None, min_length=1, max_length=2048)
 
     def to_params(self, sub_app_id: int) -> dict:
-        """The VOD request parameters, with the SubAppId decided by the caller."""
-        params = self.model_dump(exclude_none=True)
+        """The VOD request parameters, with the SubAppId decided by the caller (``Webhook`` is not one)."""
+        params = self.model_dump(exclude_none=True, exclude={"Webhook"})
         params["SubAppId"] = sub_app_id
         for name in ("TaskInfo", "OutputConfig"):
             if params.get(name) == {}:

@@ -142,3 +142,19 @@ def test_redraw_output_benchmark_smoke_run():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "| 2 s 320x240 |" in out.stdout
+
+
+def test_webhook_soak_smoke_run():
+    """benchmarks/webhook_soak.py at a tiny size: 10 tasks, a receiver that fails and goes down, a sweep
+    killed after sending: every task's end accepted at least once, verified, duplicates only by webhook-id."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOD_", "REDRAW_", "TENCENTCLOUD_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    out = subprocess.run([sys.executable, "benchmarks/webhook_soak.py", "--smoke"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120, preexec_fn=in_background)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    rows = {cells[1]: cells[2:] for cells in ([c.strip() for c in line.split("|")]
+                                              for line in out.stdout.splitlines() if line.startswith("| "))}
+    assert rows["tasks whose end reached the receiver (accepted, verified), of those the follow-up finished"][0] \
+        == "10 of 10"
+    assert rows["duplicates under another webhook-id"][0] == "0"
+    assert rows["whole deliveries that did not verify (standardwebhooks)"][0] == "0"

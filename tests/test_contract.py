@@ -44,8 +44,13 @@ def _our_fields(model) -> dict:
     return out
 
 
+#: redraw's own request fields, never sent to VOD (``to_params`` leaves them out)
+REDRAW_FIELDS = {"Webhook"}
+
+
 def _compare(sdk_cls, our_cls, path="") -> None:
     theirs, ours = _sdk_fields(sdk_cls), _our_fields(our_cls)
+    ours = {k: v for k, v in ours.items() if path or k not in REDRAW_FIELDS}
     assert set(theirs) == set(ours), f"{path or sdk_cls.__name__}: SDK {sorted(theirs)} vs ours {sorted(ours)}"
     for name, nested in theirs.items():
         if nested is not None:

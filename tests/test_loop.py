@@ -25,7 +25,7 @@ def test_make_loop_closes_the_loop_and_says_each_step(tmp_path):
                          env=clean_env(), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout
-    for step in ("upload", "task", "finished", "delivered", "receipt", "the loop closed in"):
+    for step in ("upload", "task", "finished", "delivered", "receipt", "webhook", "verified", "the loop closed in"):
         assert step in text, text
     assert re.search(r"console +http://127\.0\.0\.1:\d+/ shows the task live", text), text  # the web console's URL
     line = json.loads(text.strip().splitlines()[-2])  # the task.finished line, then where the folder stays

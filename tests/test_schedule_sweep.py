@@ -40,7 +40,9 @@ def describes(emulator, task_id):
     """(time, Status, Progress) of each DescribeTaskDetail of the task, as the emulator's model answered."""
     task = emulator.tasks[task_id]
     calls = [c for c in emulator.calls if c["action"] == DESCRIBE and (c["params"] or {}).get("TaskId") == task_id]
-    return [(c["time"], *emulator.state_at(task, c["time"])[:2]) for c in calls], emulator.state_at(task, 0)[3]
+    # the time the answer describes (a request is recorded when it arrives, answered a moment later)
+    return ([(c["answered"], *emulator.state_at(task, c["answered"])[:2]) for c in calls if "answered" in c],
+            emulator.state_at(task, 0)[3])
 
 
 def test_a_task_is_checked_just_after_the_end_its_progress_predicts(invoke, window, emulator, cos):

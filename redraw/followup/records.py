@@ -7,6 +7,8 @@ Everything lives under ``REDRAW_STATE_PREFIX`` (default ``redraw/``) in ``REDRAW
     redraw/pending/<created>-<TaskId>.json      the record of a task that has not ended (the sweep's list)
     redraw/claims/<TaskId>/<n>                  who finishes an ended task (create-only, until its deadline)
     redraw/done/<TaskId>.json                   the final state, written once when the task is finished
+    redraw/outbox/<TaskId>.<endpoint>.json      a webhook message not delivered at once (redraw.webhooks.outbox)
+    redraw/outbox-claims/<TaskId>.<endpoint>/<n> who makes attempt n of that message (create-only)
 
 A receipt is small, indented JSON a person reads without a tool. Creating a task costs two
 PUTs (its pending record and its receipt) and never a second VOD call.
@@ -106,10 +108,48 @@ def new_record(settings: Settings, params: dict, task_id: str, session_id: Optio
         "trigger": source.get("trigger"), "created_at": iso(created), "created": int(created),
         "source": src, "deliver_to": deliver_target(settings, src, task_id, source.get("deliver_prefix")),
         "receipt": receipt,
+        **({"webhook": source["webhook"]} if source.get("webhook") else {}),
     }
     if "applied" in source:  # an upload: the rule that matched and the settings sent (docs/rules.md)
         record.update(rule=source.get("rule"), applied=source["applied"])
     return record
+
+
+def shown_webhook(url: str) -> str:
+    """A request's Webhook as receipts show it: without its query (it may carry a token)."""
+    return url.split("?", 1)[0].split("#", 1)[0]
+
+
+def receipt_of(record: dict) -> dict:
+    """The record as its receipt shows it (the webhook without its query)."""
+    return {**record, "webhook": shown_webhook(record["webhook"])} if record.get("webhook") else record
+
+
+def download_of(final: dict) -> Optional[dict]:
+    """``{bucket, region, key}`` of a finished task's delivered output (None when nothing was delivered)."""
+    target, delivered = final.get("deliver_to"), final.get("delivered_to")
+    if not (isinstance(target, dict) and isinstance(delivered, str) and delivered.startswith("cos://")):
+        return None
+    bucket, _, key = delivered[len("cos://"):].partition("/")
+    return {"bucket": bucket, "region": target.get("region") or "", "key": key}
+
+
+def task_answer(settings: Settings, store: Any, task_id: str, deadline: Deadline) -> dict:
+    """What ``GET /tasks/{TaskId}`` and ``redraw status`` add with the follow-up on: the receipt's
+    ``State`` (``pending`` until the sweep finishes the task), ``DeliveredTo`` and a presigned
+    ``DownloadUrl`` of the delivered object (signed here, no request; ``REDRAW_DOWNLOAD_URL_EXPIRES``)."""
+    try:
+        final = store.get_json(settings.state_bucket or "", settings.state_region,
+                               layout_of(settings).done_key(task_id), deadline)
+    except (StorageError, ValueError, UnicodeDecodeError):
+        return {"State": None, "DeliveredTo": None, "DownloadUrl": None,
+                "StateUnavailable": "the state bucket could not be read; try again"}
+    if not isinstance(final, dict):
+        return {"State": PENDING, "DeliveredTo": None, "DownloadUrl": None}
+    download = download_of(final)
+    url = store.presign(download["bucket"], download["region"] or settings.state_region, download["key"],
+                        settings.download_url_expires) if download else None
+    return {"State": final.get("state"), "DeliveredTo": final.get("delivered_to"), "DownloadUrl": url}
 
 
 def record_task(rt: Any, params: dict, task_id: str, session_id: Optional[str], request_id: Optional[str],
@@ -125,7 +165,7 @@ def record_task(rt: Any, params: dict, task_id: str, session_id: Optional[str], 
     try:
         store.put_json(bucket, region, layout_of(settings).pending_key(created, task_id), record, deadline,
                        attempts=RECORD_ATTEMPTS)
-        store.put_json(bucket, region, record["receipt"], record, deadline, attempts=RECORD_ATTEMPTS)
+        store.put_json(bucket, region, record["receipt"], receipt_of(record), deadline, attempts=RECORD_ATTEMPTS)
     except StorageError as exc:
         logs.get_logger().error(
             "task.unrecorded", outcome="failed", task_id=task_id, session_id=session_id, error=exc.cos_code or exc.code,

@@ -20,6 +20,9 @@ the ones that ended, each exactly once.
   retry, or a sweep killed half-way find the claim or the done record and neither deliver nor log
   twice. A done record whose pending record outlives its finisher (``finisher_gone_at``) gets a
   ``task.recovered`` line: that finisher may have died before its own line.
+- **Webhooks** (``redraw.webhooks.outbox``): the finisher sends a task's webhooks right after its
+  line, before tidying; what fails, and the messages of a recovered task, go to the outbox, which
+  every sweep sends from when due.
 """
 from __future__ import annotations
 
@@ -48,6 +51,8 @@ from .delivery import DeliveryDeferred, OutputUnavailable, deliver
 #: list a task at once); older ones end with a ``task.lost`` line instead of being retried forever.
 LOST_AFTER_S = 600
 CLAIM_MARGIN_S = 5.0
+#: the part of a sweep's time it may spend sending webhooks from the outbox, before its checks
+OUTBOX_SHARE, OUTBOX_MIN_S = 0.3, 3.0
 ENDED = ("FINISH", "ABORTED")
 
 
@@ -167,6 +172,7 @@ class Sweep:
         self.pacer = pacer_for(rt.settings, DESCRIBE_ACTION)
         self.counts: Counter = Counter()
         self._lock = threading.Lock()
+        self.outbox = _outbox_for(self)
 
     def count(self, what: str) -> None:
         with self._lock:
@@ -179,6 +185,7 @@ class Sweep:
         again and again until the window or the invocation's time is over, listing anew every few
         seconds; a window whose listing finds nothing pending ends at once."""
         self.started_at = time.time()
+        self._send_outbox()  # messages left by earlier sweeps first (a bounded share of the time)
         book = books.book_for(self.rt, self.bucket, self.layout.prefix)
         knobs = books.knobs_of(self.settings)
         every = self.settings.poll_max_interval_s <= 0
@@ -385,6 +392,7 @@ class Sweep:
         if final is not None:  # finished before: only the tidying was left
             if self._recover_or_wait(final):
                 self.count("tidied")
+                self._park_outbox(record, final)
                 self._tidy(pending, record, final)
             else:
                 self.count("finishing_elsewhere")
@@ -419,7 +427,57 @@ class Sweep:
             raise
         self._log_finished(final, ending)
         self.count(final["state"])
-        self._tidy(pending, record, final)
+        if self._send_now(record, final):  # else the pending record stays: the task's recovery sends them
+            self._tidy(pending, record, final)
+
+    # --- webhooks (redraw.webhooks.outbox) -----------------------------------------------------
+
+    def _messages(self, record: dict, final: dict) -> list:
+        return self.outbox.messages(record, final, parse_context(final.get("session_context"))) \
+            if self.outbox is not None else []
+
+    def _send_now(self, record: dict, final: dict) -> bool:
+        """The task's webhooks, sent right after its task.finished line (what fails goes to the outbox);
+        False when one could not be recorded."""
+        return all([self.outbox.send_first(key, entry) for key, entry in self._messages(record, final)])
+
+    def _park_outbox(self, record: dict, final: dict) -> None:
+        """A recovered task: its finisher stopped before tidying, perhaps before (or after) sending its
+        webhooks: they go to the outbox, due now (one already there is kept), and are sent at once.
+        The done record then says so, so that a later recovery (this sweep stopped too) does not put
+        them there again once they are delivered."""
+        messages = self._messages(record, final)
+        if not messages or final.get("webhooks_parked"):
+            return
+        parked = [(key, self.outbox.park(key, entry, unconfirmed=1)) for key, entry in messages]
+        final["webhooks_parked"] = True
+        self.store.put_json(self.bucket, self.region, self.layout.done_key(record["task_id"]), final, self.deadline)
+        for key, entry in parked:
+            if entry is not None:
+                self.outbox.attempt(key, entry)
+
+    def _send_outbox(self) -> None:
+        """Every sweep first sends the webhooks that are due (earlier failures, a finisher that stopped),
+        within ``OUTBOX_SHARE`` of its time: a receiver that is down cannot starve the checks, and busy
+        checks cannot starve the outbox."""
+        if self.outbox is None:
+            return
+        left_ms = self.deadline.remaining() * 1000
+        outbox = self.outbox.within(Deadline(left_ms, 0, cap_ms=max(left_ms * OUTBOX_SHARE, OUTBOX_MIN_S * 1000)))
+        if outbox.deadline.remaining() < MIN_ATTEMPT_TIME * 5:
+            return
+        try:
+            keys = outbox.pending()
+        except StorageError as exc:
+            self.log.warning("webhook.outbox_unread", outcome="retry", error=exc.cos_code or exc.code,
+                             reason=exc.message)
+            return
+        if not keys:
+            return
+        workers = max(1, min(self.settings.sweep_concurrency, len(keys)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="redraw-webhook") as pool:
+            for future in [pool.submit(contextvars.copy_context().run, outbox.send_listed, k) for k in keys]:
+                future.result()
 
     def _deliver(self, record: dict, ending: Ending) -> Optional[str]:
         if ending.outcome != "succeeded" or not record.get("deliver_to") or not ending.file_url:
@@ -497,6 +555,8 @@ class Sweep:
                      # after this, that invocation cannot be running (its claim has expired): a pending record
                      # still there means it stopped before tidying, perhaps before its line
                      finisher_gone_at=round(time.time() + self.deadline.remaining() + CLAIM_MARGIN_S, 3))
+        if final.get("webhook"):  # the done record and the receipt show it without its query
+            final["webhook"] = records.shown_webhook(final["webhook"])
         return final
 
     def _recover_or_wait(self, final: dict) -> bool:
@@ -563,6 +623,15 @@ def _record_problem(record: Any, pending: Pending) -> Optional[str]:
     if not isinstance(sub_app_id, int) or isinstance(sub_app_id, bool) or sub_app_id <= 0:
         return "the record has no valid sub_app_id"
     return None
+
+
+def _outbox_for(sweep: Sweep) -> Any:
+    """The webhook outbox when webhooks are configured (the module is not loaded otherwise)."""
+    if not sweep.settings.webhook_secret:
+        return None
+    from ..webhooks.outbox import Outbox
+
+    return Outbox(sweep.settings, sweep.store, sweep.deadline, sweep.log, sweep.count, _request_id())
 
 
 def _request_id() -> Optional[str]:

@@ -25,7 +25,7 @@ NAMES = {COS: "COS", APIGW: "API Gateway", URL: "function URL", CKAFKA: "CKafka"
          TIMER: "timer", CMQ: "CMQ topic", CLS: "CLS", EVENTBRIDGE: "EventBridge", MPS: "MPS", CLB: "CLB"}
 #: the fields of a redraw request (request.RedrawRequest; a test keeps the two equal)
 REQUEST_FIELDS = ("FileInfo", "TaskInfo", "OutputConfig", "SessionId", "SessionContext", "TasksPriority",
-                  "ExtInfo", "SubAppId")
+                  "ExtInfo", "SubAppId", "Webhook")
 SERVED = ("COS uploads, CKafka messages, HTTP requests (function URL or API Gateway) "
           "and direct invocations with redraw request fields")
 

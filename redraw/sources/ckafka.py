@@ -136,11 +136,12 @@ def plan_message(raw: Any, settings: Settings) -> Tuple[Optional[CkafkaMessage],
             data["SessionId"] = session_id_for(message)
         if data.get("SessionContext") is None:
             data["SessionContext"] = _context_for(message)
-        params, session_id = core.prepare_request(data, settings)
+        params, session_id, webhook = core.prepare_request(data, settings)
     except InvalidRequestError as exc:
         plan, fields = _failed(exc.message, policy.INVALID_REQUEST, [f["field"] for f in exc.fields])
         return message, plan, fields
-    return message, core.Plan(core.Outcome(core.SKIPPED, session_id=session_id), params, {"trigger": "ckafka"}), []
+    return message, core.Plan(core.Outcome(core.SKIPPED, session_id=session_id), params,
+                              {"trigger": "ckafka", "webhook": webhook}), []
 
 
 def _result(message: Optional[CkafkaMessage], outcome: core.Outcome, fields: List[str]) -> dict:

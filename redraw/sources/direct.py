@@ -21,11 +21,11 @@ def handle(rt: Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
     try:
         # SCF retries an asynchronous invocation that raised with the same event: a SessionId derived
         # from the request makes that retry name the same task
-        params, session_id = core.prepare_request(event, rt.settings, derive_session=True)
+        params, session_id, webhook = core.prepare_request(event, rt.settings, derive_session=True)
     except InvalidRequestError as exc:
         core.log_rejection(log, "direct.request", exc, 400, started)
         raise
-    outcome = core.submit(rt, params, deadline, {"trigger": "direct"})
+    outcome = core.submit(rt, params, deadline, {"trigger": "direct", "webhook": webhook})
     core.log_outcome(log, "direct.request", outcome)
     if outcome.status == core.FAILED and outcome.error is not None:
         raise outcome.error.for_session(session_id)

@@ -147,6 +147,11 @@ def _status(rt: Runtime, task_id: str, deadline: Deadline, log: Any, trigger: st
         answer = error_response(exc, trigger=trigger)
         core.log_rejection(log, "api.status", exc, answer["statusCode"], started, outcome="failed", task_id=task_id)
         return answer
+    if rt.settings.follow_up:  # the receipt's state, where the output went, and a link to it
+        from ..followup import store_for
+        from ..followup.records import task_answer
+
+        summary.update(task_answer(rt.settings, store_for(rt), summary["TaskId"], deadline))
     log.info("api.status", outcome="ok", status_code=200, task_id=summary["TaskId"],
              task_status=summary["Status"], vod_request_id=summary["RequestId"],
              duration_ms=ms_since(started))
@@ -163,12 +168,12 @@ def handle(rt: Runtime, event: dict, deadline: Deadline, log: Any) -> dict:
         if action == "status":
             return _status(rt, task_id or "", deadline, log, trigger)
         data = decode_body(event, rt.settings.max_body_bytes)
-        params, session_id = core.prepare_request(data, rt.settings)
+        params, session_id, webhook = core.prepare_request(data, rt.settings)
     except RedrawError as exc:
         answer = error_response(exc, trigger=trigger)
         core.log_rejection(log, "api.request", exc, answer["statusCode"], started)
         return answer
-    outcome = core.submit(rt, params, deadline, {"trigger": trigger})
+    outcome = core.submit(rt, params, deadline, {"trigger": trigger, "webhook": webhook})
     if outcome.status == core.SUBMITTED:
         core.log_outcome(log, "api.request", outcome, status_code=200)
         return response(200, outcome.with_record({"TaskId": outcome.task_id, "RequestId": outcome.request_id,

@@ -284,6 +284,7 @@ def _print_status(summary: dict, as_json: bool) -> None:
     lines += [("SessionId", summary.get("SessionId")), ("SessionContext", summary.get("SessionContext")),
               ("CreateTime", summary.get("CreateTime")), ("FinishTime", summary.get("FinishTime")),
               ("RequestId", summary.get("RequestId"))]
+    lines += [(name, summary.get(name)) for name in ("State", "DeliveredTo", "DownloadUrl") if name in summary]
     if sys.stdout.isatty():  # a table on a terminal; plain "Name  value" lines for pipes and scripts
         from rich.console import Console
         from rich.table import Table
@@ -326,7 +327,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     api = VodClient(settings)
 
     def describe() -> dict:
-        return tasks.describe(api, settings.sub_app_id, args.task_id, settings.http_timeout)
+        summary = tasks.describe(api, settings.sub_app_id, args.task_id, settings.http_timeout)
+        if settings.follow_up:  # the receipt's state, DeliveredTo and a DownloadUrl
+            from ..cosclient import CosStore
+            from ..followup.records import task_answer
+            from ..retries import Deadline
+
+            summary.update(task_answer(settings, CosStore(settings), args.task_id,
+                                       Deadline(settings.http_timeout * 3000, 0)))
+        return summary
 
     if not args.wait:
         current = describe()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Optional
 
 from ..errors import ConfigError
+from .loopback import is_loopback
 
 DEMO_SUB_APP_ID = "1500000001"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -70,20 +71,6 @@ def merged_env(updates: Dict[str, Optional[str]]) -> Dict[str, str]:
 
 
 # --- where VOD calls go ---------------------------------------------------------------------
-
-def is_loopback(host: str) -> bool:
-    """True for localhost, 127.0.0.0/8 and ::1 (``host`` may carry a port)."""
-    import ipaddress
-    from urllib.parse import urlsplit
-
-    name = (urlsplit("//" + host).hostname or "").lower()
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
 
 def refuse_real(host: str) -> CliError:
     return CliError(f"refusing to call the real, billed VOD API at {host}: add --real to do that, "

@@ -825,7 +825,7 @@ class VodEmulator(Served):
             if action == CREATE_ACTION:
                 result = self._create(headers, body, request_id, record)
             else:
-                result = self._describe(body)
+                result = self._describe(body, record)
             outcome = "ok"
         except ApiError as err:
             result = {"Error": {"Code": err.code, "Message": err.message}}
@@ -1108,7 +1108,8 @@ class VodEmulator(Served):
             "output_expires": None,  # set by expire_output
         }
 
-    def _describe(self, body: bytes) -> dict:
+    def _describe(self, body: bytes, record: dict | None = None) -> dict:
+        """The task's detail as of now; ``record`` (the call's) gets ``answered``: the time its answer describes."""
         params = self._load_params(body)
         self._check_schema(params, _DESCRIBE_SCHEMA)
         if not params.get("TaskId"):
@@ -1119,6 +1120,8 @@ class VodEmulator(Served):
         with self._lock:
             task = self._tasks.get(params["TaskId"])
         now = time.time()
+        if record is not None:
+            record["answered"] = now
         if task is None or (sub_app_id is not None and sub_app_id != task["SubAppId"]) or (
             now - task["created"] > TASK_RETENTION
         ):

@@ -3,10 +3,11 @@
 It starts ``redraw serve --watch DIR --follow-up`` (in-process VOD emulator, a local COS serving DIR
 as the bucket, a sweep every ``--sweep-every`` s), writes a real MP4 into ``DIR/uploads/``, and
 reports each step as the function's own log lines show it: the task created by the COS trigger, the
-sweep's checks, the one ``task.finished`` line, and the redrawn video delivered into ``DIR/redrawn/``
-with the receipt beside it. Exits 0 when the loop closed, 1 when it did not within ``--timeout``.
-It names serve's web console (``redraw.tools.console``); ``--stay`` keeps serving afterwards, until
-Ctrl-C, so that the console can be opened on the task.
+sweep's checks, the one ``task.finished`` line, the redrawn video delivered into ``DIR/redrawn/``
+with the receipt beside it, and the signed webhook arriving at ``redraw serve``'s webhook inbox.
+Exits 0 when the loop closed, 1 when it did not within ``--timeout``. It names serve's web console
+(``redraw.tools.console``); ``--stay`` keeps serving afterwards, until Ctrl-C, so that the console can
+be opened on the task.
 """
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ def run(folder: Optional[str], *, timeout: float = 60.0, sweep_every: float = 2.
     def step(label: str, text: str) -> None:
         out(f"  {time.monotonic() - started:5.1f} s  {label:<10} {text}")
 
-    out("redraw loop: upload -> task -> sweep -> task.finished -> the redrawn video, on local emulators "
+    out("redraw loop: upload -> task -> sweep -> task.finished -> the redrawn video -> the webhook, on local emulators "
         "(nothing reaches Tencent Cloud)")
     server = _Server(root, sweep_every)
     try:
@@ -127,6 +128,13 @@ def run(folder: Optional[str], *, timeout: float = 60.0, sweep_every: float = 2.
         receipt = root / str(finished.get("receipt"))
         state = server.wait(lambda: _final_state(receipt), until)  # updated just after the line
         step("receipt", f"{receipt.relative_to(root)}: state {state!r}")
+        told = server.wait(lambda: next((n for n in server.notes if n.startswith("webhook: ") and task_id in n),
+                                        None), until)
+        if not told or "NOT VERIFIED" in told:
+            return _fail(out, f"the webhook inbox got no verified message for {task_id}", server)
+        sent = server.log("webhook.sent", task_id=task_id) or {}
+        step("webhook", f"{told[len('webhook: '):]} (Standard Webhooks, webhook-id {sent.get('webhook_id')}, "
+                        f"attempt {sent.get('attempt')})")
         out(f"the loop closed in {time.monotonic() - started:.1f} s; the task.finished line:")
         out(json.dumps(finished, ensure_ascii=False))
         if stay and console:

@@ -1,5 +1,5 @@
-"""The threaded HTTP server under the project's local servers (the VOD and COS emulators, ``redraw
-serve``): no reverse DNS lookup when binding, no traceback when a client goes away, and the open
+"""What counts as a loopback host, and the threaded HTTP server under the project's local servers (the
+VOD and COS emulators, ``redraw serve``): no reverse DNS lookup when binding, no traceback when a client goes away, and the open
 connections known, so that stopping can close them (keep-alive clients would hold a thread each)."""
 from __future__ import annotations
 
@@ -9,6 +9,21 @@ import socket
 import socketserver
 import threading
 from typing import Any, Optional, Tuple, Union
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1 (``host`` may carry a port)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    name = (urlsplit("//" + host).hostname or "").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 

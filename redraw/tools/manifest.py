@@ -367,7 +367,7 @@ def submit_rows(rt: Any, todo: List[Row], *, concurrency: int, on_result: Callab
     jobs: List[Tuple[Row, dict]] = []
     for row in todo:
         try:
-            params, _ = core.prepare_request(dict(row.request or {}), rt.settings)
+            params, _, _ = core.prepare_request(dict(row.request or {}), rt.settings)
         except InvalidRequestError as exc:
             on_result(Result(row.number, INVALID, session_id=row.session_id,
                              reason=describe_problems(exc.fields or [{"field": "(row)",

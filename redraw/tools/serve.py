@@ -655,6 +655,7 @@ class Service:
         self._stoppers: List[Callable[[], None]] = []
         self._async: Any = None
         self._serving = False
+        self.inbox: Any = None  # the webhook inbox (redraw.tools.inbox) with the local follow-up
 
     def bind(self) -> None:
         """Take the port (OSError when it is taken): before the instances start, so that fails fast."""
@@ -880,6 +881,26 @@ def local_follow_up(args: Any, updates: Dict[str, Optional[str]]) -> Tuple[Any, 
                  "REDRAW_DELIVER_PREFIX": os.environ.get("REDRAW_DELIVER_PREFIX") or "redrawn/"}, state_dir
 
 
+def local_inbox(updates: Dict[str, Optional[str]]) -> Tuple[Any, Dict[str, str]]:
+    """A webhook inbox (``redraw.tools.inbox``) on a port of its own, and the variables that point the
+    function's REDRAW_WEBHOOK_URL at it (a generated secret, private addresses allowed: this run only);
+    ``(None, {})`` without the ``standardwebhooks`` library (a dev dependency), or when the environment
+    names a REDRAW_WEBHOOK_URL of its own. Per-request Webhooks may go to this machine's receivers."""
+    import importlib.util
+
+    if os.environ.get("REDRAW_WEBHOOK_URL") or importlib.util.find_spec("standardwebhooks") is None:
+        return None, {}
+    from ..webhooks.signing import new_secret
+    from .inbox import WebhookInbox
+
+    secret = os.environ.get("REDRAW_WEBHOOK_SECRET") or new_secret()
+    inbox = WebhookInbox(secret, stream=sys.stderr).start()
+    return inbox, {"REDRAW_WEBHOOK_URL": f"{inbox.url}/webhook", "REDRAW_WEBHOOK_SECRET": secret,
+                   "REDRAW_WEBHOOK_ALLOW_PRIVATE": "true",
+                   "REDRAW_WEBHOOK_ALLOWED_HOSTS": os.environ.get("REDRAW_WEBHOOK_ALLOWED_HOSTS")
+                   or "127.0.0.1,localhost,::1"}
+
+
 def worker_env(updates: Dict[str, Optional[str]]) -> Dict[str, str]:
     """The instances' environment: the server's, with where VOD calls go, and this checkout first on the path."""
 
@@ -988,6 +1009,11 @@ def run(args: Any) -> int:
                 routes.add_cos(local_cos)
                 service._stoppers.insert(0, local_cos.stop)  # stopped last: sweeps in flight still reach it
                 updates = {**updates, **follow}
+                inbox, hooks = local_inbox(updates)
+                if inbox is not None:
+                    service.inbox = inbox  # its deliveries() (the console shows them)
+                    service._stoppers.insert(0, inbox.stop)
+                    updates = {**updates, **hooks}
             settings = common.load_settings_from(updates)   # a configuration error: exit 2 now, not a 500 per request
             service.pool.env = worker_env(updates)
             embedded = "TENCENTCLOUD_SECRETKEY" in updates
@@ -1056,6 +1082,12 @@ def run(args: Any) -> int:
                                     "sample clip (pip install imageio-ffmpeg)"))
             elif follow_up_wanted(args):
                 lines.append(f"follow-up on (REDRAW_COS_ENDPOINT): the timer trigger sweeps every {args.sweep_every:g} s")
+            if service.inbox is not None:
+                lines.append(f"webhooks on: a webhook inbox at {service.inbox.url}/webhook verifies each delivery "
+                             "(standardwebhooks) and prints one line per delivery; a request's own Webhook may "
+                             "name a receiver on this machine")
+            elif local_cos is not None:
+                lines.append("webhooks off: install requirements-dev.txt (standardwebhooks) for the local inbox")
             service.open()  # the watchers and the follow-up's COS are ready: requests may come
             # everything is ready when the first line appears: it says where, and how to try it
             _say(f"serving the function on {service.url} -- try: {curl_example(service.url)}")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, List, Optional, Tuple
 from urllib.parse import quote, urlsplit
 
-from .common import is_loopback
+from .loopback import is_loopback
 
 __all__ = ["FETCH_MODES", "MAX_INPUT_BYTES", "FetchFailed", "InputRoutes", "Target", "fetch_input"]
 
