@@ -21,6 +21,8 @@ Upload-path cold start
     - *before the follow-up*: the code of commit e6c761f (the last one without it), today's deps;
       ``--before COMMIT`` puts another commit's code there (issue 22: ``--before b80e9c1``, the code
       before the module restructuring), then also run with the follow-up on (``before-on``);
+      ``--after COMMIT`` puts a commit's code in the trees of today's code (``--before b80e9c1 --after
+      9b027ab``: the restructuring alone);
     - *today's package*: the current code, requirements.txt: what ``make package`` ships (the COS SDK
       in it since the follow-up was deployed);
     - *package + COS SDK*: the same plus ``cos-python-sdk-v5`` (``PACKAGE_ARGS="--extra
@@ -128,6 +130,11 @@ class Trees:
     plain: str
     kind: str  # "package" (staged + bytecode) or "development" (the worktree + the venv's site-packages)
     before_commit: str = BEFORE_COMMIT  # the code of the "before" tree
+    after_commit: Optional[str] = None  # the code of the "today" and "cos" trees (None: the worktree's)
+
+    @property
+    def today_label(self) -> str:
+        return f"the code of {self.after_commit}, package" if self.after_commit else "today's package"
 
     @property
     def before_label(self) -> str:
@@ -196,7 +203,7 @@ def _plain_tree(deps: Path) -> Path:
     return _cached("plain", hashlib.sha256(compiled.name.encode() + source).hexdigest()[:12], build)
 
 
-def prepare_trees(mode: str, before_commit: str = BEFORE_COMMIT) -> Trees:
+def prepare_trees(mode: str, before_commit: str = BEFORE_COMMIT, after_commit: Optional[str] = None) -> Trees:
     if mode == "smoke":  # the worktree's code and the venv's installed packages: nothing to build
         site = sysconfig.get_paths()["purelib"]
         return Trees(None, os.pathsep.join([str(ROOT), site]), os.pathsep.join([str(ROOT), site]),
@@ -210,9 +217,10 @@ def prepare_trees(mode: str, before_commit: str = BEFORE_COMMIT) -> Trees:
     deps, deps_cos, deps_vod = (pk.install_deps(WORK, False, extra, from_env=True)
                                 for extra in ([], [cos_sdk], [vod_sdk]))
     return Trees(before=str(_package_tree(pk, "before", deps, before_commit)),
-                 today=str(_package_tree(pk, "today", deps, None)),
-                 cos=str(_package_tree(pk, "cos", deps_cos, None)),
-                 plain=str(_plain_tree(deps_vod)), kind="package", before_commit=before_commit)
+                 today=str(_package_tree(pk, "today", deps, after_commit)),
+                 cos=str(_package_tree(pk, "cos", deps_cos, after_commit)),
+                 plain=str(_plain_tree(deps_vod)), kind="package", before_commit=before_commit,
+                 after_commit=after_commit)
 
 
 # --- environment ---------------------------------------------------------------------------------
@@ -256,9 +264,10 @@ def cold_variants(trees: Trees) -> List[Cold]:
         if trees.before_follows:
             out.append(Cold("before-on", f"{trees.before_label}, package + COS SDK, follow-up on", trees.before,
                             "handler", True))
-    out += [Cold("today", "today's package, follow-up off", trees.today, "handler", False),
+    out += [Cold("today", f"{trees.today_label}, follow-up off", trees.today, "handler", False),
             Cold("off", "package + COS SDK, follow-up off", trees.cos, "handler", False),
-            Cold("on", "package + COS SDK, follow-up on", trees.cos, "handler", True),
+            Cold("on", f"{trees.today_label if trees.after_commit else 'package'} + COS SDK, follow-up on",
+                 trees.cos, "handler", True),
             Cold("hooks", "package + COS SDK, follow-up on, webhooks configured", trees.cos, "handler", True,
                  env=webhook_env("https://hooks.example.com/redraw?token=bench")),
             Cold("rules", "today's package, ten upload rules (REDRAW_RULES)", trees.today, "handler", False,
@@ -823,7 +832,7 @@ def cold_section(variants: List[Cold], explain: Optional[dict], cfg: dict, trees
                   None if limit is None else r <= limit)
     ratio("rules", "today", "ten upload rules / none (today's package)", TARGETS["rules_vs_today"])
     ratio("off", "today", "follow-up off (package + COS SDK) / today's package", TARGETS["off_vs_today"])
-    ratio("today", "before", f"today's package / {trees.before_label}", TARGETS["today_vs_before"])
+    ratio("today", "before", f"{trees.today_label} / {trees.before_label}", TARGETS["today_vs_before"])
     ratio("on", "before-on", f"follow-up on (package + COS SDK) / the same, {trees.before_label}",
           TARGETS["today_vs_before"])
     ratio("on", "plain", "follow-up on / plain naive with bytecode", TARGETS["on_vs_plain"])
@@ -1033,6 +1042,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                 "default all; the report needs all)")
     parser.add_argument("--before", default=BEFORE_COMMIT, metavar="COMMIT",
                         help=f"the commit whose code the 'before' cold-start tree holds (default {BEFORE_COMMIT})")
+    parser.add_argument("--after", metavar="COMMIT",
+                        help="the commit whose code the cold start's trees of today's code hold (default: the worktree's)")
     parser.add_argument("--tasks", type=int, help="ended tasks per sweep run")
     parser.add_argument("--delivery-mib", type=int, help="size of the delivered output, MiB")
     parser.add_argument("--pairs", type=int, help="delivery runs per side")
@@ -1054,7 +1065,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="redraw-followup-bench-"))
     cold = sw = dl = None
     try:
-        trees = prepare_trees(mode, args.before)
+        trees = prepare_trees(mode, args.before, args.after)
         if "cold" in only:
             variants = cold_start(cfg, trees, tmp)
             log("cold start: where the follow-up's time goes")
