@@ -125,6 +125,21 @@ def test_upload_to_succeeded_with_both_videos_playing_without_a_reload(browser, 
     text = _wait(browser, "return document.querySelector('#tasks li.task .line-text').textContent", what="the lines")
     events = [json.loads(line)["event"] for line in text.splitlines()]
     assert events[0] == "cos.record" and events.count("task.finished") == 1
+
+    # the webhook that announced it: `redraw serve --follow-up` runs a webhook inbox (standardwebhooks checks
+    # each delivery's signature), and the row lists what arrived for its TaskId
+    assert browser.execute_script("return document.getElementById('inbox-note').textContent") == ""
+    delivery = _wait(browser, "const li = [...document.querySelectorAll('#tasks li.task')].find(li => "
+                              "li.dataset.key === 'uploads/clip.mp4'); const d = li && li.querySelector("
+                              "'.delivery-list li.verified'); return d && d.textContent",
+                     what="the verified webhook delivery on the row")
+    assert "task.succeeded" in delivery and "signature verified" in delivery, delivery
+    # the time it arrived, as a clock time of this minute or the one before (not a 1970 one from epoch seconds)
+    minutes = browser.execute_script("return [0, 60000, 120000].map(ago => new Date(Date.now() - ago)"
+                                     ".toLocaleTimeString().replace(/:\\d\\d(?=\\D*$)/, ''))")
+    shown = delivery.split(" at ", 1)[1].split(": signature", 1)[0]
+    assert any(shown.replace(shown[shown.rfind(":"):shown.rfind(":") + 3], "") == m for m in minutes), (shown, minutes)
+    assert any("webhook" in line and row["id"] in line and "verified" in line for line in server.errors())
     assert javascript_errors(browser) == []
 
     if os.environ.get("CONSOLE_SCREENSHOT_DIR"):

@@ -170,8 +170,10 @@ class Console(Served):
                 received = []
             for item in received:
                 if isinstance(item, dict) and isinstance(item.get("task_id"), str):
-                    by_task.setdefault(item["task_id"], []).append(
-                        {k: item.get(k) for k in ("received_at", "webhook_id", "type", "verified", "answered")})
+                    shown = {k: item.get(k) for k in ("received_at", "webhook_id", "type", "verified", "answered")}
+                    if isinstance(shown["received_at"], (int, float)):  # the inbox's epoch seconds: ISO for the page
+                        shown["received_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(shown["received_at"]))
+                    by_task.setdefault(item["task_id"], []).append(shown)
         for row in rows:
             task_id = row.get("task_id")
             if row["state"] == "pending" and task_id and self.progress is not None:
