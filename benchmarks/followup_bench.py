@@ -19,7 +19,12 @@ Upload-path cold start
     ``compileall --invalidation-mode unchecked-hash``) and cached in ``benchmarks/.work/``:
 
     - *before the follow-up*: the code of commit e6c761f (the last one without it), today's deps;
-    - *today's package*: the current code, requirements.txt (no COS SDK): what ``make package`` ships;
+      ``--before COMMIT`` puts another commit's code there (issue 22: ``--before b80e9c1``, the code
+      before the module restructuring), then also run with the follow-up on (``before-on``);
+      ``--after COMMIT`` puts a commit's code in the trees of today's code (``--before b80e9c1 --after
+      9b027ab``: the restructuring alone);
+    - *today's package*: the current code, requirements.txt: what ``make package`` ships (the COS SDK
+      in it since the follow-up was deployed);
     - *package + COS SDK*: the same plus ``cos-python-sdk-v5`` (``PACKAGE_ARGS="--extra
       cos-python-sdk-v5"``, what the follow-up needs), run with the follow-up off and on (on: the
       task's two record PUTs go to the COS emulator);
@@ -124,6 +129,22 @@ class Trees:
     cos: str
     plain: str
     kind: str  # "package" (staged + bytecode) or "development" (the worktree + the venv's site-packages)
+    before_commit: str = BEFORE_COMMIT  # the code of the "before" tree
+    after_commit: Optional[str] = None  # the code of the "today" and "cos" trees (None: the worktree's)
+
+    @property
+    def today_label(self) -> str:
+        return f"the code of {self.after_commit}, package" if self.after_commit else "today's package"
+
+    @property
+    def before_label(self) -> str:
+        return (f"before the follow-up ({BEFORE_COMMIT})" if self.before_commit == BEFORE_COMMIT
+                else f"the code of {self.before_commit}")
+
+    @property
+    def before_follows(self) -> bool:
+        """Whether the "before" code has the follow-up (any commit but the one before it)."""
+        return self.before_commit != BEFORE_COMMIT
 
 
 def _code_digest() -> str:
@@ -182,7 +203,7 @@ def _plain_tree(deps: Path) -> Path:
     return _cached("plain", hashlib.sha256(compiled.name.encode() + source).hexdigest()[:12], build)
 
 
-def prepare_trees(mode: str) -> Trees:
+def prepare_trees(mode: str, before_commit: str = BEFORE_COMMIT, after_commit: Optional[str] = None) -> Trees:
     if mode == "smoke":  # the worktree's code and the venv's installed packages: nothing to build
         site = sysconfig.get_paths()["purelib"]
         return Trees(None, os.pathsep.join([str(ROOT), site]), os.pathsep.join([str(ROOT), site]),
@@ -195,10 +216,11 @@ def prepare_trees(mode: str) -> Trees:
     log("dependency trees (copied from the venv, cached in benchmarks/.work/)")
     deps, deps_cos, deps_vod = (pk.install_deps(WORK, False, extra, from_env=True)
                                 for extra in ([], [cos_sdk], [vod_sdk]))
-    return Trees(before=str(_package_tree(pk, "before", deps, BEFORE_COMMIT)),
-                 today=str(_package_tree(pk, "today", deps, None)),
-                 cos=str(_package_tree(pk, "cos", deps_cos, None)),
-                 plain=str(_plain_tree(deps_vod)), kind="package")
+    return Trees(before=str(_package_tree(pk, "before", deps, before_commit)),
+                 today=str(_package_tree(pk, "today", deps, after_commit)),
+                 cos=str(_package_tree(pk, "cos", deps_cos, after_commit)),
+                 plain=str(_plain_tree(deps_vod)), kind="package", before_commit=before_commit,
+                 after_commit=after_commit)
 
 
 # --- environment ---------------------------------------------------------------------------------
@@ -238,10 +260,14 @@ class Cold:
 def cold_variants(trees: Trees) -> List[Cold]:
     out = []
     if trees.before:
-        out.append(Cold("before", f"before the follow-up ({BEFORE_COMMIT}), package", trees.before, "handler", False))
-    out += [Cold("today", "today's package (no COS SDK), follow-up off", trees.today, "handler", False),
+        out.append(Cold("before", f"{trees.before_label}, package", trees.before, "handler", False))
+        if trees.before_follows:
+            out.append(Cold("before-on", f"{trees.before_label}, package + COS SDK, follow-up on", trees.before,
+                            "handler", True))
+    out += [Cold("today", f"{trees.today_label}, follow-up off", trees.today, "handler", False),
             Cold("off", "package + COS SDK, follow-up off", trees.cos, "handler", False),
-            Cold("on", "package + COS SDK, follow-up on", trees.cos, "handler", True),
+            Cold("on", f"{trees.today_label if trees.after_commit else 'package'} + COS SDK, follow-up on",
+                 trees.cos, "handler", True),
             Cold("hooks", "package + COS SDK, follow-up on, webhooks configured", trees.cos, "handler", True,
                  env=webhook_env("https://hooks.example.com/redraw?token=bench")),
             Cold("rules", "today's package, ten upload rules (REDRAW_RULES)", trees.today, "handler", False,
@@ -806,7 +832,9 @@ def cold_section(variants: List[Cold], explain: Optional[dict], cfg: dict, trees
                   None if limit is None else r <= limit)
     ratio("rules", "today", "ten upload rules / none (today's package)", TARGETS["rules_vs_today"])
     ratio("off", "today", "follow-up off (package + COS SDK) / today's package", TARGETS["off_vs_today"])
-    ratio("today", "before", f"today's package / before the follow-up ({BEFORE_COMMIT})", TARGETS["today_vs_before"])
+    ratio("today", "before", f"{trees.today_label} / {trees.before_label}", TARGETS["today_vs_before"])
+    ratio("on", "before-on", f"follow-up on (package + COS SDK) / the same, {trees.before_label}",
+          TARGETS["today_vs_before"])
     ratio("on", "plain", "follow-up on / plain naive with bytecode", TARGETS["on_vs_plain"])
     ratio("on", "off", "follow-up on / off (same tree)", None)
     ratio("hooks", "on", "webhooks configured / follow-up on (same tree)", TARGETS["hooks_vs_on"])
@@ -849,6 +877,8 @@ def cold_section(variants: List[Cold], explain: Optional[dict], cfg: dict, trees
         "are not in them. The module list: modules in `-X importtime` of a follow-up-on run that a follow-up-off "
         "run of the same tree does not load.",
     ]
+    if not explain:
+        notes.pop()
     return notes, t
 
 
@@ -963,10 +993,11 @@ def delivery_section(d: dict) -> Tuple[List[str], Table]:
 
 def build_report(mode: str, cfg: dict, trees: Trees, cold: Optional[Tuple[List[Cold], Optional[dict]]],
                  sw: Optional[dict], dl: Optional[dict], elapsed: float) -> Tuple[str, List[str]]:
+    ran = [f"cold start {cfg['cold_runs']} runs per variant" if cold is not None else "",
+           f"sweep {cfg['tasks']} tasks per run" if sw is not None else "",
+           f"delivery {cfg['delivery_mib']} MiB × {cfg['delivery_pairs']} pairs" if dl is not None else ""]
     parts = [f"# redraw follow-up benchmarks ({mode})", "", *S.machine_lines(),
-             f"- settings: cold start {cfg['cold_runs']} runs per variant; sweep {cfg['tasks']} tasks per run; "
-             f"delivery {cfg['delivery_mib']} MiB × {cfg['delivery_pairs']} pairs; code trees: {trees.kind}; "
-             f"run time {elapsed:.0f} s", ""]
+             f"- settings: {'; '.join(r for r in ran if r)}; code trees: {trees.kind}; run time {elapsed:.0f} s", ""]
     fails: List[str] = []
     if cold is not None:
         notes, t = cold_section(cold[0], cold[1], cfg, trees)
@@ -1006,8 +1037,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--out", help="markdown results file (default benchmarks/followup-results.md; '-': none)")
     parser.add_argument("--only", default="cold,sweep,delivery", help="comma-separated parts to run")
     parser.add_argument("--runs", type=int, help="cold-start runs per variant")
-    parser.add_argument("--cold-variants", help="comma-separated cold-start variants (before,today,off,on,rules,plain; "
+    parser.add_argument("--cold-variants", help="comma-separated cold-start variants (before,before-on,today,off,on,rules,"
+                                                "plain; "
                                                 "default all; the report needs all)")
+    parser.add_argument("--before", default=BEFORE_COMMIT, metavar="COMMIT",
+                        help=f"the commit whose code the 'before' cold-start tree holds (default {BEFORE_COMMIT})")
+    parser.add_argument("--after", metavar="COMMIT",
+                        help="the commit whose code the cold start's trees of today's code hold (default: the worktree's)")
     parser.add_argument("--tasks", type=int, help="ended tasks per sweep run")
     parser.add_argument("--delivery-mib", type=int, help="size of the delivered output, MiB")
     parser.add_argument("--pairs", type=int, help="delivery runs per side")
@@ -1029,7 +1065,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="redraw-followup-bench-"))
     cold = sw = dl = None
     try:
-        trees = prepare_trees(mode)
+        trees = prepare_trees(mode, args.before, args.after)
         if "cold" in only:
             variants = cold_start(cfg, trees, tmp)
             log("cold start: where the follow-up's time goes")
