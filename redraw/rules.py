@@ -158,10 +158,6 @@ def _after(schema: Any, fn: Any) -> Any:
     return cs.no_info_after_validator_function(fn, schema)
 
 
-def _optional(schema: Any) -> Any:
-    return cs.nullable_schema(schema)
-
-
 _rule_validator: Optional[SchemaValidator] = None
 
 
@@ -173,14 +169,14 @@ def rule_validator() -> SchemaValidator:
         rule = dataclass_schema(Rule, {
             "prefix": _after(text(strict=True, max_length=1024), _key_prefix),
             "suffix": _after(text(strict=True, max_length=256), str.lower),
-            "name": _optional(text(strict=True, min_length=1, max_length=64)),
-            "Style": _optional(text(strict=True, min_length=1, max_length=STYLE_MAX)),
-            "TasksPriority": _optional(cs.int_schema(strict=True, ge=-10, le=10)),
-            "StorageMode": _optional(cs.literal_schema(["Permanent", "Temporary"])),
-            "ClassId": _optional(cs.int_schema(strict=True, ge=0, le=2 ** 63 - 1)),
-            "MediaName": _optional(_after(text(strict=True, max_length=1024), template)),
-            "ExpireTime": _optional(_after(text(strict=True, max_length=40), duration_seconds)),
-            "deliver_prefix": _optional(_after(text(strict=True, max_length=200), _deliver_prefix)),
+            "name": cs.nullable_schema(text(strict=True, min_length=1, max_length=64)),
+            "Style": cs.nullable_schema(text(strict=True, min_length=1, max_length=STYLE_MAX)),
+            "TasksPriority": cs.nullable_schema(cs.int_schema(strict=True, ge=-10, le=10)),
+            "StorageMode": cs.nullable_schema(cs.literal_schema(["Permanent", "Temporary"])),
+            "ClassId": cs.nullable_schema(cs.int_schema(strict=True, ge=0, le=2 ** 63 - 1)),
+            "MediaName": cs.nullable_schema(_after(text(strict=True, max_length=1024), template)),
+            "ExpireTime": cs.nullable_schema(_after(text(strict=True, max_length=40), duration_seconds)),
+            "deliver_prefix": cs.nullable_schema(_after(text(strict=True, max_length=200), _deliver_prefix)),
             "skip": cs.bool_schema(strict=True),
         }, extra="forbid")
         _rule_validator = validator(cs.list_schema(rule, max_length=MAX_RULES))

@@ -92,10 +92,6 @@ def _compact(value: str) -> str:
     return "".join(value.split()) or value
 
 
-def _optional(schema: Any) -> Any:
-    return cs.nullable_schema(schema)
-
-
 _validator: Optional[SchemaValidator] = None
 
 
@@ -106,20 +102,20 @@ def record_validator() -> SchemaValidator:
         text = cs.str_schema
         obj = dataclass_schema(CosObject, {
             "key": text(min_length=1, max_length=16384),
-            "url": _optional(text(max_length=16384)),
-            "size": cs.no_info_before_validator_function(_size, _optional(cs.int_schema(ge=0))),
-            "vid": _optional(text()),
+            "url": cs.nullable_schema(text(max_length=16384)),
+            "size": cs.no_info_before_validator_function(_size, cs.nullable_schema(cs.int_schema(ge=0))),
+            "vid": cs.nullable_schema(text()),
             "meta": cs.no_info_before_validator_function(lambda v: {} if v is None else v,
                                                          cs.dict_schema(text(), cs.any_schema())),
         })
         bucket = dataclass_schema(CosBucket, {
             "name": text(min_length=1, max_length=256),
-            "appid": _optional(cs.union_schema([text(), cs.int_schema()])),
-            "region": _optional(text()),
+            "appid": cs.nullable_schema(cs.union_schema([text(), cs.int_schema()])),
+            "region": cs.nullable_schema(text()),
         })
         event = dataclass_schema(CosEventInfo, {
             "eventName": cs.no_info_after_validator_function(_compact, text(min_length=1, max_length=128)),
-            "eventTime": _optional(cs.union_schema([cs.int_schema(), cs.float_schema(), text()])),
+            "eventTime": cs.nullable_schema(cs.union_schema([cs.int_schema(), cs.float_schema(), text()])),
         })
         info = dataclass_schema(CosInfo, {"cosObject": obj, "cosBucket": bucket})
         _validator = validator(dataclass_schema(CosRecord, {"cos": info, "event": event}))
