@@ -5,6 +5,7 @@
                                                  # table on stdout and in benchmarks/notice-results.md
     python benchmarks/notice_bench.py --smoke    # 12 tasks in a few seconds; writes nothing
     python benchmarks/notice_bench.py --only heavy --compress 10
+    python benchmarks/notice_bench.py --only light --only heavy-honest --out benchmarks/notice-webhook-results.md
 
 Everything runs on loopback, each part in a process of its own: the VOD emulator (``_emuhost.py``:
 TC3 signatures, DescribeTaskDetail limited to 100 in any sliding second, its status model with a
@@ -21,10 +22,18 @@ divided by it too and each task gets as many checks in its (shorter) life as it 
 scale. Delays are given as measured and multiplied back (real-time equivalent); fixed costs
 (HTTP, COS, the sweep's CPU) are multiplied with them, so the real-time figures err on the long side.
 
+The function sends its webhooks (``REDRAW_WEBHOOK_URL``, a generated secret, private addresses
+allowed) to a real local receiver in this process (``redraw.tools.inbox.WebhookInbox``: each delivery
+verified with the reference ``standardwebhooks`` library and stamped with its arrival).
+
 Only tasks created after a warm-up (one longest task length: tasks in flight have reached their
-steady level) are counted. Notice delay: from the task's FinishTime (the emulator's model, exact) to the timestamp of its
-``task.finished`` line (after the claim, the output's delivery and the done record). To add a second
-timestamp (e.g. a webhook's arrival), add a function to ``STAMPS``: log lines -> {TaskId: epoch}.
+steady level) are counted. Notice delay: from the task's FinishTime (the emulator's model, exact) to
+the timestamp of its ``task.finished`` line (after the claim, the output's delivery and the done
+record), and to the arrival of its first verified webhook at the receiver. Both are wall-clock epochs
+on this machine, as FinishTime is (the emulator runs compressed lengths in real time), so both are
+multiplied back alike. Webhooks are counted too: received, verified, duplicates (a webhook-id seen
+before) and missing (a task with no verified webhook: the run fails, as for a task never noticed).
+To add a timestamp, add a function to ``STAMPS``: Seen (log lines, deliveries) -> {TaskId: epoch}.
 """
 from __future__ import annotations
 
@@ -38,7 +47,7 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Any, Callable, Dict, List, NamedTuple
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -48,7 +57,7 @@ for path in (str(ROOT), str(BENCH)):
 
 from followup_bench import BUCKET, REGION, STATE, BenchError, Host, function_env  # noqa: E402
 
-from _support import SUB_APP_ID  # noqa: E402
+from _support import SUB_APP_ID, machine_lines  # noqa: E402
 
 
 def _epoch(text: str) -> float:
@@ -59,8 +68,35 @@ def _finished_lines(lines: List[dict]) -> Dict[str, float]:
     return {line["task_id"]: _epoch(line["timestamp"]) for line in lines if line.get("event") == "task.finished"}
 
 
-#: what is measured from VOD's FinishTime: name -> (log lines -> {TaskId: epoch seconds})
-STAMPS: Dict[str, Callable[[List[dict]], Dict[str, float]]] = {"task.finished line": _finished_lines}
+class Seen(NamedTuple):
+    """What a case leaves: the function's log lines and the receiver's deliveries."""
+
+    lines: List[dict]
+    deliveries: List[Dict[str, Any]]
+
+
+def _webhook_arrivals(deliveries: List[Dict[str, Any]]) -> Dict[str, float]:
+    """Per TaskId, the arrival of its first verified webhook."""
+    out: Dict[str, float] = {}
+    for d in deliveries:
+        if d["verified"] and d["task_id"]:
+            out[d["task_id"]] = min(out.get(d["task_id"], d["received_at"]), d["received_at"])
+    return out
+
+
+#: what is measured from VOD's FinishTime: name -> (Seen -> {TaskId: epoch seconds})
+STAMPS: Dict[str, Callable[[Seen], Dict[str, float]]] = {
+    "task.finished line": lambda seen: _finished_lines(seen.lines),
+    "webhook arrival": lambda seen: _webhook_arrivals(seen.deliveries),
+}
+
+
+def webhook_counts(deliveries: List[Dict[str, Any]], task_ids: List[str]) -> Dict[str, int]:
+    """Received, verified, duplicates (a webhook-id seen before) and missing (tasks with no verified one)."""
+    ids = [d["webhook_id"] for d in deliveries]
+    arrived = _webhook_arrivals(deliveries)
+    return {"received": len(deliveries), "verified": sum(1 for d in deliveries if d["verified"]),
+            "duplicates": len(ids) - len(set(ids)), "missing": sum(1 for t in task_ids if t not in arrived)}
 
 
 class Case:
@@ -68,6 +104,10 @@ class Case:
                  warmup: float = 0.0):
         self.name, self.rate, self.durations, self.slots = name, rate, durations, slots
         self.mode, self.noise, self.create_s, self.warmup = mode, noise, create_s, warmup
+        self.key = f"{name.split(':')[0]}-{mode}"  # light-honest, heavy-silent, ...
+
+    def chosen(self, only: List[str]) -> bool:
+        return not only or any(word in self.name or word in self.key for word in only)
 
 
 def cases(smoke: bool, compress: float) -> List[Case]:
@@ -103,6 +143,8 @@ def run_case(case: Case, compress: float, seed: int, tmp: Path, budget: float = 
     from redraw.config import load_settings
     from redraw.followup import records
     from redraw.sources.cos import session_context_for
+    from redraw.tools.inbox import WebhookInbox
+    from redraw.webhooks.signing import new_secret
 
     c = compress
     cos_root = tmp / "cos"
@@ -115,6 +157,9 @@ def run_case(case: Case, compress: float, seed: int, tmp: Path, budget: float = 
                        REDRAW_CHECK_MIN_GAP_S=f"{2.0 / c:g}", REDRAW_SWEEP_WINDOW_S=f"{window:g}",
                        REDRAW_DESCRIBE_RPS=f"{budget:g}", REDRAW_DELIVER_PREFIX="redrawn/",
                        REDRAW_LOG_LEVEL="INFO")
+    inbox = WebhookInbox(new_secret(), quiet=True).start()
+    env.update(REDRAW_WEBHOOK_URL=f"{inbox.url}/webhook", REDRAW_WEBHOOK_SECRET=inbox.secret,
+               REDRAW_WEBHOOK_ALLOW_PRIVATE="true")
     log_path = tmp / "function.log"
     fn_out = open(log_path, "wb")
     fn = subprocess.Popen([sys.executable, str(BENCH / "_timerproc.py"),
@@ -155,7 +200,8 @@ def run_case(case: Case, compress: float, seed: int, tmp: Path, budget: float = 
                 steady.append(task_id)
         deadline = time.time() + 3 * case.durations[1] / c + 4 * period + 10
         while time.time() < deadline:
-            if len(_finished_lines(read_lines(log_path))) >= len(task_ids):
+            if len(_finished_lines(read_lines(log_path))) >= len(task_ids) and \
+                    len(_webhook_arrivals(inbox.deliveries())) >= len(task_ids):
                 break
             time.sleep(0.5)
     finally:
@@ -167,14 +213,18 @@ def run_case(case: Case, compress: float, seed: int, tmp: Path, budget: float = 
         finish = vod.ask("finish_times", task_ids=task_ids)["finish"]
         vod.stop()
         cos.stop()
+        deliveries = inbox.deliveries()
+        inbox.stop()
     lines = read_lines(log_path)
+    seen = Seen(lines, deliveries)
     measured = {}
     for name, stamp in STAMPS.items():
-        seen = stamp(lines)
-        measured[name] = [seen[t] - finish[t] for t in steady if t in seen]
+        at = stamp(seen)
+        measured[name] = [at[t] - finish[t] for t in steady if t in at]
     elapsed = max(1e-9, stats["describe_last"] - stats["describe_first"])
     return {"case": case, "tasks": len(steady), "all_tasks": len(task_ids), "measured": measured,
             "missed": sum(1 for t in task_ids if t not in _finished_lines(lines)),
+            "webhooks": webhook_counts(deliveries, task_ids),
             "describes": stats["calls"].get("DescribeTaskDetail", 0), "describe_peak": stats["describe_max_per_second"],
             "describe_mean": stats["calls"].get("DescribeTaskDetail", 0) / elapsed,
             "limit_hits": stats["describe_limit_hits"], "fn_cpu": usage.ru_utime + usage.ru_stime,
@@ -198,11 +248,23 @@ def rows(r: dict, c: float) -> List[str]:
     return out
 
 
+WEBHOOK_HEADER = ("| case | Progress | tasks (all) | webhooks received | verified | duplicates (webhook-id) | "
+                  "missing |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+
+
+def webhook_row(r: dict) -> str:
+    case, w = r["case"], r["webhooks"]
+    return (f"| {case.name} | {case.mode}{f' ±{case.noise:g}' if case.noise else ''} | {r['all_tasks']} | "
+            f"{w['received']} | {w['verified']} | {w['duplicates']} | {w['missing']} |")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--compress", type=float, default=None, help="time compression (default 10; smoke 60)")
-    parser.add_argument("--only", default="", help="run only the cases whose name contains this")
+    parser.add_argument("--only", action="append", default=[],
+                        help="run only the cases whose name or key (light-honest, heavy-silent, ...) contains "
+                             "this (repeatable)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--describe-rps", type=float, default=90.0,
                         help="REDRAW_DESCRIBE_RPS (default 90, as serverless.yml; VOD refuses over 100)")
@@ -212,21 +274,27 @@ def main(argv=None) -> int:
     out = args.out or ("-" if args.smoke else str(BENCH / "notice-results.md"))
     lines = [HEADER]
     print(HEADER, flush=True)
+    hooks = [WEBHOOK_HEADER]
     failed = False
-    for case in (k for k in cases(args.smoke, c) if args.only in k.name):
+    for case in (k for k in cases(args.smoke, c) if k.chosen(args.only)):
         with tempfile.TemporaryDirectory(prefix="redraw-notice-") as tmp:
             r = run_case(case, c, args.seed, Path(tmp), args.describe_rps)
-        failed |= r["missed"] > 0 or r["describe_peak"] > 100
+        w = r["webhooks"]
+        failed |= r["missed"] > 0 or r["describe_peak"] > 100 or w["missing"] > 0 or w["verified"] < w["received"]
         for line in rows(r, c):
             lines.append(line)
             print(line, flush=True)
+        hooks.append(webhook_row(r))
+    print("\n" + "\n".join(hooks))
     note = (f"\nTime compressed {c:g}x; real-time equivalents are the measured delays x {c:g}. "
-            f"REDRAW_DESCRIBE_RPS {args.describe_rps:g}. "
-            f"{'A task missed or DescribeTaskDetail over 100/s: FAILED.' if failed else ''}")
+            f"REDRAW_DESCRIBE_RPS {args.describe_rps:g}. Webhooks to a local WebhookInbox (standardwebhooks). "
+            f"{'A task missed, a webhook missing or not verified, or DescribeTaskDetail over 100/s: FAILED.' if failed else ''}")
     print(note)
     if out != "-":
-        Path(out).write_text("# Notice delay, the real sweep (benchmarks/notice_bench.py)\n\n" + "\n".join(lines)
-                             + "\n" + note + "\n", encoding="utf-8")
+        command = " ".join(["python", "benchmarks/notice_bench.py", *(argv if argv is not None else sys.argv[1:])])
+        Path(out).write_text("# Notice delay, the real sweep (benchmarks/notice_bench.py)\n\n"
+                             + "\n".join([*machine_lines(), f"- command: `{command}`"]) + "\n\n"
+                             + "\n".join(lines) + "\n\n" + "\n".join(hooks) + "\n" + note + "\n", encoding="utf-8")
     return 2 if failed else 0
 
 

@@ -111,16 +111,25 @@ def test_notice_sim_smoke_run():
 
 def test_notice_benchmark_smoke_run():
     """benchmarks/notice_bench.py --smoke: the real sweep in a timer-fired process against both emulators in
-    processes of their own; every task noticed, DescribeTaskDetail never over 100/s (else exit 2)."""
+    processes of their own, its webhooks to a local receiver; every task noticed and its webhook arrived
+    and verified, DescribeTaskDetail never over 100/s (else exit 2)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VOD_", "REDRAW_", "TENCENTCLOUD_"))}
     env["PYTHONPATH"] = str(ROOT)
     out = subprocess.run([sys.executable, "benchmarks/notice_bench.py", "--smoke"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=90)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    [row] = [[c.strip() for c in line.split("|")[1:-1]] for line in out.stdout.splitlines()
-             if line.startswith("| smoke")]
-    done, total = row[3].split("/")
-    assert done == total and int(total) > 0, row
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in out.stdout.splitlines()
+            if line.startswith("| smoke")]
+    delays = {row[2]: row for row in rows if len(row) == 13}
+    assert set(delays) == {"task.finished line", "webhook arrival"}, rows
+    for row in delays.values():
+        done, total = row[3].split("/")
+        assert done == total and int(total) > 0, row
+    # the webhook arrives after the line that precedes its sending
+    assert float(delays["webhook arrival"][7]) >= float(delays["task.finished line"][7]), rows
+    [hooks] = [row for row in rows if len(row) == 7]
+    tasks, received, verified, duplicates, missing = map(int, hooks[2:])
+    assert received == verified >= tasks > 0 and missing == 0 and duplicates == received - tasks, hooks
 
 
 def test_rules_benchmark_quick_run():
