@@ -89,8 +89,9 @@ def test_faulty_progress_never_stalls_the_schedule(invoke, window, emulator, mod
 
 
 def test_the_sweep_stays_within_its_describe_budget(invoke, window, emulator):
-    """12 tasks, a budget of 6/s: the emulator (limit 6/s) never refuses, and every task is finished."""
-    window.setenv("REDRAW_DESCRIBE_RPS", "6")
+    """12 tasks, a budget of 5/s: the emulator (limit 6/s) never refuses, and every task is finished. The
+    headroom is serverless.yml's (90 of 100): on a loaded machine paced sends can arrive bunched."""
+    window.setenv("REDRAW_DESCRIBE_RPS", "5")
     emulator.describe_rps = 6
     emulator.task_duration = 1.0
     task_ids = upload(invoke, 12)
