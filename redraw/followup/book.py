@@ -77,7 +77,7 @@ def seen_of(record: dict) -> Optional[Seen]:
     raw = record.get("seen")
     if not isinstance(raw, dict) or _number(raw.get("at")) is None:
         return None
-    text = {k: raw.get(k) if isinstance(raw.get(k), str) else "" for k in ("status", "prev_status")}
+    text = {k: str(raw[k]) if isinstance(raw.get(k), str) else "" for k in ("status", "prev_status")}
     return Seen(at=float(raw["at"]), status=text["status"], progress=_number(raw.get("progress")),
                 begin=_number(raw.get("begin")), prev_at=_number(raw.get("prev_at")),
                 prev_progress=_number(raw.get("prev_progress")), prev_status=text["prev_status"])

@@ -315,6 +315,8 @@ class Sweep:
                 if due_at > time.time():
                     return "kept"  # read, not due yet: the book schedules it
         record = entry.record
+        if record is None:  # read by _read above; never None here
+            return "kept"
         self.count("checked")
         self.count("visits")
         try:

@@ -144,6 +144,7 @@ class WebhookInbox(Served):
         except Exception as exc:  # noqa: BLE001 - any failure of verification is "not verified"
             error = f"{type(exc).__name__}: {exc}"[:200]
         verified = error is None
+        message: Any
         try:
             message = json.loads(body)
         except ValueError:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 from urllib.parse import urlsplit
 
 from ..errors import RedrawError
@@ -61,14 +61,14 @@ def url_problem(url: str, allow_private: bool) -> str:
     return ""
 
 
-def _literal(host: str) -> Optional[ipaddress._BaseAddress]:
+def _literal(host: str) -> Optional[Union[ipaddress.IPv4Address, ipaddress.IPv6Address]]:
     try:
         return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
     except ValueError:
         return None
 
 
-def address_problem(ip: ipaddress._BaseAddress) -> str:
+def address_problem(ip: Union[ipaddress.IPv4Address, ipaddress.IPv6Address]) -> str:
     """Why a webhook may not go to this address ('' when it may)."""
     if isinstance(ip, ipaddress.IPv6Address):
         mapped = ip.ipv4_mapped or (ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in _NAT64 else None)

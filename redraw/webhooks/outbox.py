@@ -196,9 +196,10 @@ class Outbox:
         number = read + 1
         claim = self._claim(entry, number)
         if claim is None:  # another sweep is at it, or sweeps died before recording their attempts
-            entry, number, read = self._after_lost_claims(key, entry)
-            if entry is None:
+            recorded, number, read = self._after_lost_claims(key, entry)
+            if recorded is None:
                 return
+            entry = recorded
             claim = self._claim(entry, number)
             if claim is None:
                 self.count("webhook_claimed_elsewhere")
