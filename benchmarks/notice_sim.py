@@ -15,7 +15,7 @@ says, noise by seed), created at random (Poisson) at the scenario's rate. Two sc
   checks are taken in the sweep's order (predicted to have ended first, the earliest first; then
   those due by age, the oldest task first) at most ``--rps`` per second (a token bucket refilled
   every 50 ms, and never more than ``--rps`` in a second).
-- ``old``: ``redraw.followup.sweep.due``, the schedule before: a sweep at each minute checks, at
+- ``old``: ``redraw.followup.schedule.old_ladder_due``, the schedule before: a sweep at each minute checks, at
   ``--rps``, the tasks due by their age, the longest waiting first.
 
 Notice delay: from the task's FinishTime to the check that sees it ended (the sweep's own work
@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:
 
 from redraw.followup import schedule  # noqa: E402
 from redraw.followup.schedule import Knobs, Load, Seen  # noqa: E402
-from redraw.followup.sweep import due as old_due  # noqa: E402
+from redraw.followup.schedule import old_ladder_due as old_due  # noqa: E402
 from redraw.tools.emulator import VodEmulator  # noqa: E402
 
 TICK = 0.05            # seconds of simulated time per step of the new sweep's loop

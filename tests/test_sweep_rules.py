@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from redraw.followup.sweep import BadAnswer, due, read_detail, without_query
+from redraw.followup.schedule import old_ladder_due as due
+from redraw.followup.sweep import BadAnswer, read_detail, without_query
 
 
 def answer(status="FINISH", **task):

@@ -83,6 +83,15 @@ def first_check(load: Load, knobs: Knobs) -> float:
     return min(max(knobs.first_check, knobs.age_gap_share * load.spacing), 6 * knobs.first_check)
 
 
+def old_ladder_due(now: float, created: float, last_checked: float, max_interval: int) -> bool:
+    """The schedule before this one (one sweep a minute), kept as the baseline ``notice_sim`` compares
+    against: a task is checked when it has waited as long as its age at its last check, at most
+    ``max_interval`` seconds; always with ``max_interval`` 0."""
+    if max_interval <= 0:
+        return True
+    return now - last_checked >= min(float(max_interval), max(0.0, last_checked - created))
+
+
 def ladder_gap(age: float, knobs: Knobs) -> float:
     """The old schedule's wait after a check at this age: as long as the age, at most max_interval."""
     return max(knobs.min_gap, min(knobs.max_interval, age))

@@ -56,15 +56,6 @@ OUTBOX_SHARE, OUTBOX_MIN_S = 0.3, 3.0
 ENDED = ("FINISH", "ABORTED")
 
 
-def due(now: float, created: float, last_checked: float, max_interval: int) -> bool:
-    """The old schedule (one sweep a minute, before ``schedule``), kept as the benchmarks' baseline:
-    a task is checked when it has waited as long as its age at its last check, at most
-    ``max_interval`` seconds; always with ``max_interval`` 0."""
-    if max_interval <= 0:
-        return True
-    return now - last_checked >= min(float(max_interval), max(0.0, last_checked - created))
-
-
 @dataclass(frozen=True)
 class Pending:
     key: str

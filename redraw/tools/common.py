@@ -10,7 +10,7 @@ import re
 import sys
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, Mapping, MutableMapping, Optional
 
 from ..errors import ConfigError
 from .loopback import is_loopback
@@ -41,32 +41,30 @@ def dump(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, indent=2)
 
 
-@contextlib.contextmanager
-def environ(updates: Dict[str, Optional[str]]) -> Iterator[None]:
-    """Set (or, with None, remove) environment variables; restore them afterwards."""
-    saved = {name: os.environ.get(name) for name in updates}
-    try:
-        for name, value in updates.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def merged_env(updates: Dict[str, Optional[str]]) -> Dict[str, str]:
-    env = dict(os.environ)
+def _apply(env: MutableMapping[str, str], updates: Mapping[str, Optional[str]]) -> None:
+    """Set each variable of ``updates`` in ``env``, or remove it where its value is None."""
     for name, value in updates.items():
         if value is None:
             env.pop(name, None)
         else:
             env[name] = value
+
+
+@contextlib.contextmanager
+def environ(updates: Dict[str, Optional[str]]) -> Iterator[None]:
+    """Set (or, with None, remove) environment variables; restore them afterwards."""
+    saved = {name: os.environ.get(name) for name in updates}
+    try:
+        _apply(os.environ, updates)
+        yield
+    finally:
+        _apply(os.environ, saved)
+
+
+def merged_env(updates: Dict[str, Optional[str]]) -> Dict[str, str]:
+    """The environment a subprocess gets: this one's with ``updates`` applied."""
+    env = dict(os.environ)
+    _apply(env, updates)
     return env
 
 
